@@ -1,0 +1,363 @@
+"""Recipients: who gets the mail, who does not, and why.
+
+An :class:`Audience` takes any pandas DataFrame and the name of its email column. It validates and
+normalises each address with email-validator, collapses duplicates (the first row wins) and applies the
+exclusion lists. ``audience.sendable`` keeps the user's rows as they were (same index, same columns),
+so results join back; ``audience.excluded`` holds the others with a ``reason``.
+
+Pure data: no network unless ``check_deliverability=True`` asks email-validator for DNS look-ups.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import email_validator
+import pandas as pd
+
+from .errors import RecipientError
+
+#: the reasons a row can be excluded, in the order they are checked
+REASONS = ("invalid", "duplicate", "blocked", "suppressed", "unsubscribed", "not subscribed")
+
+_TRUE = {"1", "true", "yes", "y", "t", "subscribed", "opt-in", "optin", "on", "x"}
+_FALSE = {"0", "false", "no", "n", "f", "unsubscribed", "opt-out", "optout", "off", ""}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated address: ``address`` is what goes on the envelope, ``key`` what identifies the
+    person (case-folded), ``smtputf8`` whether the relay must support SMTPUTF8 to carry it."""
+
+    address: str
+    key: str
+    smtputf8: bool
+
+
+def normalize(address: str, *, check_deliverability: bool = False,
+              allow_test_domains: bool = False) -> Address:
+    """Validate one address and return its normalised form.
+
+    Raises ``email_validator.EmailNotValidError`` with the library's explanation when it is invalid.
+    The domain is lower-cased and IDNA-encoded where the local part is ASCII (so any relay can carry
+    it); a non-ASCII local part is kept in Unicode and flagged ``smtputf8``.
+    """
+    info = email_validator.validate_email(
+        address.strip(), check_deliverability=check_deliverability, allow_smtputf8=True,
+        test_environment=allow_test_domains)
+    addr = info.ascii_email or info.normalized
+    return Address(addr, addr.casefold(), bool(info.smtputf8))
+
+
+def _key(address: str) -> str:
+    """The identity used by the exclusion lists: normalised when valid, else stripped and folded."""
+    try:
+        return normalize(address, allow_test_domains=True).key
+    except email_validator.EmailNotValidError:
+        return address.strip().casefold()
+
+
+class AddressList:
+    """A reusable list of addresses, optionally per campaign, each with a note.
+
+    Build it from an iterable of addresses, an iterable of ``(address, campaign)`` pairs, a DataFrame
+    with an ``email`` column (and optionally ``campaign`` and ``note``), or a CSV file with those
+    columns (:meth:`from_csv`). An entry without a campaign applies to every campaign.
+    """
+
+    kind = "address list"
+
+    def __init__(self, entries: Any = ()) -> None:
+        self._entries: dict[str, dict[str | None, str]] = {}
+        if isinstance(entries, AddressList):
+            for key, per in entries._entries.items():
+                self._entries[key] = dict(per)
+            return
+        if isinstance(entries, pd.DataFrame):
+            col = "email" if "email" in entries.columns else entries.columns[0]
+            camp = entries["campaign"] if "campaign" in entries.columns else None
+            note = entries["note"] if "note" in entries.columns else None
+            for i, addr in entries[col].items():
+                if not isinstance(addr, str):
+                    continue
+                c = camp[i] if camp is not None else None
+                n = note[i] if note is not None else ""
+                self.add(addr, None if _missing(c) else str(c), "" if _missing(n) else str(n))
+            return
+        for entry in entries:
+            if isinstance(entry, str):
+                self.add(entry)
+            else:
+                self.add(*entry)
+
+    @classmethod
+    def from_csv(cls, path: Any) -> AddressList:
+        return cls(pd.read_csv(path, dtype=str))
+
+    def add(self, address: str, campaign: str | None = None, note: str = "") -> None:
+        self._entries.setdefault(_key(address), {})[campaign] = note
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [(k, c, n) for k, per in self._entries.items() for c, n in per.items()]
+        return pd.DataFrame(rows, columns=["email", "campaign", "note"])
+
+    def to_csv(self, path: Any) -> None:
+        self.to_frame().to_csv(path, index=False)
+
+    def match(self, key: str, campaign: str | None = None, *, policy: str = "global") -> str | None:
+        """The note of the entry that applies to ``key`` (``""`` if it has none), or None.
+
+        ``policy="global"``: an entry for any campaign applies. ``policy="campaign"``: only entries
+        without a campaign and entries for ``campaign`` apply.
+        """
+        per = self._entries.get(key)
+        if not per:
+            return None
+        if policy == "global" or None in per:
+            return next(iter(per.values())) if policy == "global" else per[None]
+        if campaign in per:
+            return per[campaign]
+        return None
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and _key(address) in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self)} addresses>"
+
+
+class Unsubscribes(AddressList):
+    """People who asked not to get mail: globally, or for one campaign name."""
+
+
+class Suppressions(AddressList):
+    """Addresses that must not be mailed because they bounced (kept apart from unsubscribes)."""
+
+
+class Blocklist:
+    """Addresses and whole domains never to mail. A domain entry is ``example.com`` or ``@example.com``;
+    it also blocks its subdomains."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.addresses: set[str] = set()
+        self.domains: set[str] = set()
+        for e in entries:
+            self.add(e)
+
+    def add(self, entry: str) -> None:
+        e = entry.strip()
+        if "@" in e.lstrip("@"):
+            self.addresses.add(_key(e))
+        else:
+            self.domains.add(e.lstrip("@").casefold().rstrip("."))
+
+    def match(self, key: str) -> str | None:
+        if key in self.addresses:
+            return "address on the blocklist"
+        domain = key.rpartition("@")[2]
+        parts = domain.split(".")
+        for i in range(len(parts)):
+            if ".".join(parts[i:]) in self.domains:
+                return f"domain {'.'.join(parts[i:])} on the blocklist"
+        return None
+
+    def __len__(self) -> int:
+        return len(self.addresses) + len(self.domains)
+
+    def __repr__(self) -> str:
+        return f"<Blocklist: {len(self.addresses)} addresses, {len(self.domains)} domains>"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA \
+        or value is pd.NaT
+
+
+def _subscribed(value: Any, row: Any, column: str) -> bool:
+    if _missing(value):
+        return False
+    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return value != 0
+    text = str(value).strip().casefold()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise RecipientError(
+        f"row {row!r}, column {column!r}: {value!r} is not a yes/no value. Use True/False, yes/no "
+        f"or 1/0 in that column, or pass subscribed_column=None to ignore it.")
+
+
+class Audience:
+    """The recipients of a campaign, validated, de-duplicated and filtered.
+
+    >>> aud = Audience(df, "email", unsubscribes=["bob@example.com"], blocklist=["@spam.example"])
+    >>> aud.sendable      # the rows that will get mail, original index and columns
+    >>> aud.excluded      # the rows that will not, with a ``reason`` and a ``detail``
+
+    Parameters
+    ----------
+    data: the recipients, one row each; every column becomes a template variable.
+    email_column: the column holding the address.
+    unsubscribes, suppressions: :class:`Unsubscribes` / :class:`Suppressions` or anything their
+        constructors take.
+    blocklist: a :class:`Blocklist` or an iterable of addresses and domains.
+    campaign: the campaign name that per-campaign unsubscribes are matched against.
+    exclusion_policy: ``"global"`` (an unsubscribe from any campaign excludes) or ``"campaign"``.
+    subscribed_column: a yes/no column; rows that are not "yes" are excluded (``None``: ignore).
+    transactional: a message vital to a registration or booking: unsubscribes and the subscribed
+        column do not apply; suppressions and the blocklist still do.
+    check_deliverability: also check that each domain accepts mail (DNS look-ups; slow).
+    allow_test_domains: accept the reserved ``.test`` domain (for tests and demos).
+    """
+
+    def __init__(self, data: pd.DataFrame, email_column: str = "email", *,
+                 unsubscribes: Any = None, suppressions: Any = None, blocklist: Any = None,
+                 campaign: str | None = None, exclusion_policy: str = "global",
+                 subscribed_column: str | None = "subscribed", transactional: bool = False,
+                 check_deliverability: bool = False, allow_test_domains: bool = False) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise RecipientError(f"Audience needs a pandas DataFrame, not {type(data).__name__}; "
+                                 "load your file with pandas.read_csv (or read_excel) first.")
+        if email_column not in data.columns:
+            raise RecipientError(
+                f"the DataFrame has no column {email_column!r}; its columns are "
+                f"{list(map(str, data.columns))}. Pass email_column='<the column with the addresses>'.")
+        if data.empty:
+            raise RecipientError("the DataFrame has no rows: there is nobody to send to. "
+                                 "Check the file or the filter that produced it.")
+        if exclusion_policy not in ("global", "campaign"):
+            raise RecipientError(f"exclusion_policy must be 'global' or 'campaign', "
+                                 f"not {exclusion_policy!r}")
+        if data.index.has_duplicates:
+            raise RecipientError(
+                "the DataFrame's index has duplicate labels, so results could not be joined back "
+                "to it. Call df.reset_index(drop=True) (or set a unique index) first.")
+        self.data = data
+        self.email_column = email_column
+        self.campaign = campaign
+        self.exclusion_policy = exclusion_policy
+        self.transactional = transactional
+        self.unsubscribes = Unsubscribes(unsubscribes or ())
+        self.suppressions = Suppressions(suppressions or ())
+        self.blocklist = blocklist if isinstance(blocklist, Blocklist) else Blocklist(blocklist or ())
+        use_subscribed = (subscribed_column is not None and subscribed_column in data.columns
+                          and not transactional)
+
+        keep: list[Any] = []
+        addresses: list[str] = []
+        keys: list[str] = []
+        utf8: list[bool] = []
+        ex_index: list[Any] = []
+        ex_reason: list[str] = []
+        ex_detail: list[str] = []
+        ex_address: list[str] = []
+        first_row: dict[str, Any] = {}
+        validate_cache: dict[str, Address | str] = {}
+
+        def exclude(i: Any, reason: str, detail: str, address: str) -> None:
+            ex_index.append(i)
+            ex_reason.append(reason)
+            ex_detail.append(detail)
+            ex_address.append(address)
+
+        sub_values = data[subscribed_column] if use_subscribed else None
+        for i, raw in data[email_column].items():
+            if _missing(raw) or (isinstance(raw, str) and not raw.strip()):
+                exclude(i, "invalid: no address", "the cell is empty", "")
+                continue
+            if not isinstance(raw, str):
+                raise RecipientError(
+                    f"row {i!r}, column {email_column!r}: {raw!r} is a {type(raw).__name__}, not "
+                    f"an email address. Fix that cell, or read the file with dtype=str.")
+            found = validate_cache.get(raw)
+            if found is None:
+                try:
+                    found = normalize(raw, check_deliverability=check_deliverability,
+                                      allow_test_domains=allow_test_domains)
+                except email_validator.EmailNotValidError as err:
+                    found = str(err)
+                validate_cache[raw] = found
+            if isinstance(found, str):
+                exclude(i, f"invalid: {found}", found, raw.strip())
+                continue
+            addr = found
+            if addr.key in first_row:
+                exclude(i, "duplicate", f"same address as row {first_row[addr.key]!r}", addr.address)
+                continue
+            first_row[addr.key] = i
+            why = self.blocklist.match(addr.key)
+            if why is not None:
+                exclude(i, "blocked", why, addr.address)
+                continue
+            note = self.suppressions.match(addr.key)
+            if note is not None:
+                exclude(i, "suppressed", note or "on the suppression list", addr.address)
+                continue
+            if not transactional:
+                note = self.unsubscribes.match(addr.key, campaign, policy=exclusion_policy)
+                if note is not None:
+                    exclude(i, "unsubscribed", note or "on the unsubscribe list", addr.address)
+                    continue
+            if sub_values is not None and not _subscribed(sub_values[i], i, subscribed_column):
+                exclude(i, "not subscribed", f"{subscribed_column} = {sub_values[i]!r}",
+                        addr.address)
+                continue
+            keep.append(i)
+            addresses.append(addr.address)
+            keys.append(addr.key)
+            utf8.append(addr.smtputf8)
+
+        self.sendable: pd.DataFrame = data.loc[keep]
+        #: the address each sendable row is mailed at (normalised), aligned with ``sendable``
+        self.addresses = pd.Series(addresses, index=self.sendable.index, dtype=object,
+                                   name="address")
+        #: the identity of each sendable row (case-folded address)
+        self.keys = pd.Series(keys, index=self.sendable.index, dtype=object, name="key")
+        #: True where the address needs SMTPUTF8 (non-ASCII local part)
+        self.smtputf8 = pd.Series(utf8, index=self.sendable.index, dtype=bool, name="smtputf8")
+        excluded = data.loc[ex_index].copy()
+        excluded["address"] = ex_address
+        excluded["reason"] = ex_reason
+        excluded["detail"] = ex_detail
+        self.excluded: pd.DataFrame = excluded
+
+    # -- summaries -----------------------------------------------------------------------------
+    def counts(self) -> pd.Series:
+        """Rows per outcome: ``sendable`` and one entry per exclusion reason."""
+        reasons = self.excluded["reason"].map(lambda r: "invalid" if r.startswith("invalid") else r)
+        out = {"sendable": len(self.sendable)}
+        for r in REASONS:
+            n = int((reasons == r).sum())
+            if n:
+                out[r] = n
+        return pd.Series(out, name="rows")
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [f"{c['sendable']} sendable"] + [f"{n} {r}" for r, n in c.items() if r != "sendable"]
+        extra = f", {int(self.smtputf8.sum())} need SMTPUTF8" if self.smtputf8.any() else ""
+        return f"Audience of {len(self.data)} rows: " + ", ".join(parts) + extra
+
+    def __len__(self) -> int:
+        return len(self.sendable)
+
+    def __repr__(self) -> str:
+        return f"<{self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        c = self.counts()
+        rows = "".join(f"<tr><td>{html.escape(str(r))}</td><td style='text-align:right'>{n}</td></tr>"
+                       for r, n in c.items())
+        kind = "transactional " if self.transactional else ""
+        return (f"<div><b>{kind}Audience</b> of {len(self.data)} rows"
+                f"{' for campaign ' + html.escape(self.campaign) if self.campaign else ''}"
+                f"<table><tr><th>outcome</th><th>rows</th></tr>{rows}</table></div>")
