@@ -5,12 +5,18 @@ from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError
                      RecipientError, RelayError, SecretMissingError, TemplateError, TLSError)
 from .messages import build_message
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
+from .journal import Journal, SQLiteJournal
+from .pacing import Pacing
+from .sender import Campaign, history, send, send_async
+from .settings import Pickup, Relay, Secret
 from .templates import Template
+from .transports import check_relay
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Audience", "AuthenticationError", "Blocklist", "ConfigError", "JournalError", "MailnbError",
+    "Audience", "AuthenticationError", "Campaign", "Journal", "Pacing", "Pickup", "Relay",
+    "SQLiteJournal", "Secret", "check_relay", "history", "send", "send_async", "Blocklist", "ConfigError", "JournalError", "MailnbError",
     "PreflightError", "RecipientError", "RelayError", "SecretMissingError", "Suppressions",
     "TLSError", "Template", "TemplateError", "Unsubscribes", "build_message", "__version__",
 ]

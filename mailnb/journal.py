@@ -1,0 +1,309 @@
+"""The journal: every recipient's state in every campaign, so any run can resume without duplicates.
+
+States: ``pending`` (not tried yet), ``sending`` (in flight), ``sent``, ``failed`` (permanent 5xx),
+``deferred`` (temporary failures past the retry limit; tried again by the next run), ``skipped``, and
+``unknown`` (in flight when a run died: the relay may or may not have it; not resent unless asked).
+
+A state is written before a message leaves (``sending``) and after its reply, each in its own
+transaction, so a crash loses at most the knowledge of the messages in flight. The ``events`` table
+keeps every outcome with its time: the audit trail of who got what, when.
+
+:class:`Journal` is the interface the sender uses; :class:`SQLiteJournal` the default (one file, WAL
+mode). A shared backend (PostgreSQL, several workers claiming rows) can implement the same methods.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import JournalError
+
+STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown")
+#: a run that has not written for this long is taken to be dead
+STALE_AFTER = 120.0
+JOURNAL_ENV = "MAILNB_JOURNAL"
+
+
+def default_path() -> Path:
+    """``$MAILNB_JOURNAL``, else ``journal.sqlite`` in the user's data folder: the same file for every
+    run on this account, so a scheduled job finds what earlier runs did."""
+    if os.environ.get(JOURNAL_ENV):
+        return Path(os.environ[JOURNAL_ENV])
+    import platformdirs
+    return Path(platformdirs.user_data_dir("mailnb", appauthor=False)) / "journal.sqlite"
+
+
+def encode_row(label: Any) -> str:
+    """The DataFrame index label as text that round-trips for ints and strings."""
+    if hasattr(label, "item"):
+        label = label.item()
+    try:
+        return json.dumps(label)
+    except TypeError:
+        return json.dumps(str(label))
+
+
+def decode_row(text: str) -> Any:
+    value = json.loads(text)
+    return tuple(value) if isinstance(value, list) else value
+
+
+class Journal(ABC):
+    """What the sender needs from a journal."""
+
+    @abstractmethod
+    def start_run(self, campaign: str, *, account: str, dry_run: bool = False,
+                  meta: dict[str, Any] | None = None) -> str: ...
+
+    @abstractmethod
+    def end_run(self, run_id: str, summary: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def add_recipients(self, campaign: str, rows: Iterable[tuple[str, str, str]]) -> int: ...
+
+    @abstractmethod
+    def recover(self, campaign: str, run_id: str) -> int: ...
+
+    @abstractmethod
+    def reset(self, campaign: str, statuses: Sequence[str]) -> int: ...
+
+    @abstractmethod
+    def states(self, campaign: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool: ...
+
+    @abstractmethod
+    def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
+               reply: str | None = None, message_id: str | None = None,
+               account: str | None = None, attempt: bool = True) -> None: ...
+
+    @abstractmethod
+    def sent_since(self, account: str, since: float) -> int: ...
+
+    @abstractmethod
+    def history(self, campaign: str | None = None) -> pd.DataFrame: ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, campaign TEXT NOT NULL, account TEXT, host TEXT, pid INTEGER,
+    dry_run INTEGER NOT NULL DEFAULT 0, started_at REAL NOT NULL, heartbeat REAL NOT NULL,
+    ended_at REAL, summary TEXT, meta TEXT);
+CREATE TABLE IF NOT EXISTS recipients (
+    campaign TEXT NOT NULL, key TEXT NOT NULL, address TEXT NOT NULL, row TEXT,
+    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    code INTEGER, reply TEXT, message_id TEXT, account TEXT, run_id TEXT,
+    added_at REAL NOT NULL, updated_at REAL NOT NULL, sent_at REAL,
+    PRIMARY KEY (campaign, key));
+CREATE TABLE IF NOT EXISTS events (
+    at REAL NOT NULL, campaign TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT, status TEXT NOT NULL,
+    code INTEGER, reply TEXT, message_id TEXT, account TEXT);
+CREATE INDEX IF NOT EXISTS events_sent ON events (account, at) WHERE status = 'sent';
+CREATE INDEX IF NOT EXISTS events_campaign ON events (campaign, key);
+"""
+
+
+class SQLiteJournal(Journal):
+    """The journal in one SQLite file (WAL mode: readers never block the sender)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (only power loss can drop the last
+            # commits); FULL would fsync every message.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as err:
+            raise JournalError(f"cannot open the journal {str(self.path)!r}: {err}. Check the path "
+                               "and its permissions, or pass journal='other.sqlite'.") from None
+        self._beat: dict[str, float] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> SQLiteJournal:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteJournal {self.path}>"
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def start_run(self, campaign: str, *, account: str, dry_run: bool = False,
+                  meta: dict[str, Any] | None = None) -> str:
+        run_id = uuid.uuid4().hex
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO runs (id, campaign, account, host, pid, dry_run, started_at, heartbeat, "
+            "meta) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, campaign, account, socket.gethostname(), os.getpid(), int(dry_run), now, now,
+             json.dumps(meta or {}, default=str)))
+        self._beat[run_id] = now
+        return run_id
+
+    def heartbeat(self, run_id: str) -> None:
+        now = time.time()
+        if now - self._beat.get(run_id, 0) > 5:
+            self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+            self._beat[run_id] = now
+
+    def end_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.db.execute("UPDATE runs SET ended_at = ?, heartbeat = ?, summary = ? WHERE id = ?",
+                        (time.time(), time.time(), json.dumps(summary, default=str), run_id))
+
+    def runs(self, campaign: str | None = None) -> pd.DataFrame:
+        q = "SELECT * FROM runs" + (" WHERE campaign = ?" if campaign else "") + " ORDER BY started_at"
+        return pd.read_sql_query(q, self.db, params=(campaign,) if campaign else ())
+
+    # -- recipients ---------------------------------------------------------------------------------
+    def add_recipients(self, campaign: str, rows: Iterable[tuple[str, str, str]]) -> int:
+        """Register ``(key, address, row)`` triples as pending; known keys are left as they are."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO recipients (campaign, key, address, row, added_at, "
+                "updated_at) VALUES (?,?,?,?,?,?)",
+                ((campaign, k, a, r, now, now) for k, a, r in rows))
+            return self.db.total_changes - before
+
+    def recover(self, campaign: str, run_id: str) -> int:
+        """Mark as ``unknown`` the rows left ``sending`` by runs that are no longer alive."""
+        now = time.time()
+        reply = "the run sending this message stopped before the relay answered"
+        with self.db:
+            self.db.execute("BEGIN")
+            runs = self.db.execute(
+                "SELECT DISTINCT r.id, r.host, r.pid, r.ended_at, r.heartbeat FROM recipients c "
+                "JOIN runs r ON r.id = c.run_id WHERE c.campaign = ? AND c.status = 'sending' "
+                "AND c.run_id != ?", (campaign, run_id)).fetchall()
+            dead = {rid for rid, host, pid, ended, beat in runs
+                    if ended is not None or beat < now - STALE_AFTER
+                    or (host == socket.gethostname() and not _alive(pid))}
+            keys = [(k, r) for k, r in self.db.execute(
+                "SELECT key, run_id FROM recipients WHERE campaign = ? AND status = 'sending'",
+                (campaign,)) if r in dead]
+            self.db.executemany(
+                "UPDATE recipients SET status = 'unknown', reply = ?, updated_at = ? "
+                "WHERE campaign = ? AND key = ?", ((reply, now, campaign, k) for k, _ in keys))
+            self.db.executemany(
+                "INSERT INTO events (at, campaign, key, run_id, status, reply) "
+                "VALUES (?,?,?,?,'unknown',?)", ((now, campaign, k, r, reply) for k, r in keys))
+        return len(keys)
+
+    def reset(self, campaign: str, statuses: Sequence[str]) -> int:
+        """Set the rows in ``statuses`` back to ``pending`` (their history stays in ``events``)."""
+        marks = ",".join("?" * len(statuses))
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.execute(
+                f"UPDATE recipients SET status = 'pending', updated_at = ? WHERE campaign = ? "
+                f"AND status IN ({marks})", (time.time(), campaign, *statuses))
+            return cur.rowcount
+
+    def states(self, campaign: str) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, status FROM recipients WHERE campaign = ?",
+                                    (campaign,)))
+
+    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool:
+        """Atomically move a row to ``sending`` if it is in one of ``claimable``; False if another
+        run took it or it is done."""
+        marks = ",".join("?" * len(claimable))
+        cur = self.db.execute(
+            f"UPDATE recipients SET status = 'sending', run_id = ?, updated_at = ? "
+            f"WHERE campaign = ? AND key = ? AND status IN ({marks})",
+            (run_id, time.time(), campaign, key, *claimable))
+        self.heartbeat(run_id)
+        return cur.rowcount == 1
+
+    def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
+               reply: str | None = None, message_id: str | None = None,
+               account: str | None = None, attempt: bool = True) -> None:
+        if status not in STATES:
+            raise JournalError(f"unknown state {status!r}")
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "UPDATE recipients SET status = ?, attempts = attempts + ?, code = ?, reply = ?, "
+                "message_id = COALESCE(?, message_id), account = COALESCE(?, account), "
+                "run_id = ?, updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE campaign = ? AND key = ?",
+                (status, int(attempt), code, reply, message_id, account, run_id, now, status, now,
+                 campaign, key))
+            self.db.execute(
+                "INSERT INTO events (at, campaign, key, run_id, status, code, reply, message_id, "
+                "account) VALUES (?,?,?,?,?,?,?,?,?)",
+                (now, campaign, key, run_id, status, code, reply, message_id, account))
+
+    def sent_since(self, account: str, since: float) -> int:
+        (n,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND account = ? "
+                               "AND at >= ?", (account, since)).fetchone()
+        return int(n)
+
+    def history(self, campaign: str | None = None) -> pd.DataFrame:
+        """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""
+        q = ("SELECT campaign, key, address, row, status, attempts, code, reply, message_id, "
+             "account, added_at, updated_at, sent_at FROM recipients")
+        df = pd.read_sql_query(q + (" WHERE campaign = ?" if campaign else "") +
+                               " ORDER BY campaign, added_at, rowid", self.db,
+                               params=(campaign,) if campaign else ())
+        for col in ("added_at", "updated_at", "sent_at"):
+            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+        df["row"] = df["row"].map(lambda r: decode_row(r) if isinstance(r, str) else r)
+        return df
+
+    def events(self, campaign: str | None = None) -> pd.DataFrame:
+        """Every outcome ever recorded, oldest first: the audit trail."""
+        q = "SELECT * FROM events" + (" WHERE campaign = ?" if campaign else "") + " ORDER BY at"
+        df = pd.read_sql_query(q, self.db, params=(campaign,) if campaign else ())
+        df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
+        return df
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True  # this process: only a run that ended (handled above) is dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed, not yet reaped) is dead too
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def open_journal(journal: Journal | str | Path | None) -> Journal:
+    if isinstance(journal, Journal):
+        return journal
+    return SQLiteJournal(journal)
+
+
+def history(campaign: str | None = None, journal: Journal | str | Path | None = None) -> pd.DataFrame:
+    """The journal of a campaign (or of all) as a DataFrame: one row per recipient."""
+    return open_journal(journal).history(campaign)

@@ -1,0 +1,47 @@
+"""Run mailnb's async core from synchronous code: a script, a notebook cell (whose event loop is
+already running) or a papermill run, without the user touching the event loop.
+
+The coroutine runs on a fresh event loop in a worker thread; the calling thread waits, calls ``tick``
+every ``interval`` seconds (the progress display lives there, in the cell's own thread), and turns a
+KeyboardInterrupt (Ctrl-C, or "interrupt the kernel") into ``on_interrupt()`` so the run can stop
+cleanly. A second interrupt abandons the wait.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = None,
+             interval: float = 0.25, on_interrupt: Callable[[], None] | None = None) -> T:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name="mailnb-loop", daemon=True)
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(interval)
+            if tick is not None:
+                tick()
+        except KeyboardInterrupt:
+            if interrupted or on_interrupt is None:
+                raise
+            interrupted = True
+            on_interrupt()
+    if "error" in box:
+        raise box["error"]
+    if interrupted:
+        raise KeyboardInterrupt("stopped after the messages in flight; the journal has every "
+                                "outcome, and the next run resumes where this one stopped")
+    return box["value"]

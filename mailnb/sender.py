@@ -1,0 +1,548 @@
+"""The sender: a campaign to every recipient, paced, retried, and journaled so that no run sends twice.
+
+``send(campaign, relay, ...)`` works from a script, a notebook cell and a papermill run;
+``send_async`` is the same for those who have an event loop. Before the first message leaves, every
+row to send is rendered (the preflight), the relay settings are checked and the first connection is
+opened and authenticated: a problem there sends nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import (AuthenticationError, ConfigError, PreflightError, RelayError, TemplateError,
+                     TLSError)
+from .journal import Journal, encode_row, open_journal
+from .messages import build_message
+from .pacing import Pacer, Pacing
+from .progress import Progress, Stats
+from .recipients import Audience, normalize
+from .runner import run_sync
+from .settings import Pickup, Relay
+from .templates import _CONTROL, DEFAULT_MAX_SIZE, Rendered, Template
+from .transports import Backup, Delivery, open_connection
+
+#: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
+KEEP_RENDERED = 50_000
+RESULT_COLUMNS = ["address", "status", "code", "reply", "attempts", "message_id", "sent_at",
+                  "this_run"]
+
+
+@dataclass
+class Campaign:
+    """What to send to whom: a name (the journal's key: the same name resumes), an audience, a
+    template, and the sender's From, Reply-To and default footer.
+
+    ``key`` names a column that identifies a recipient (default: the normalised address), so a row
+    whose address changed is still the same person. ``headers`` are added to every message.
+    """
+
+    name: str
+    audience: Audience
+    template: Template
+    from_addr: str
+    from_name: str | None = None
+    reply_to: str | None = None
+    footer: str | None = None
+    footer_html: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    key: str | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or _CONTROL.search(self.name) \
+                or len(self.name) > 200:
+            raise ConfigError(f"campaign name {self.name!r} must be a non-empty line of text (at "
+                              "most 200 characters): it identifies the campaign in the journal")
+        if not isinstance(self.audience, Audience):
+            raise ConfigError("Campaign.audience must be a mailnb.Audience; build it with "
+                              "mailnb.Audience(df, 'email')")
+        if not isinstance(self.template, Template):
+            raise ConfigError("Campaign.template must be a mailnb.Template")
+        for label, value in (("from_addr", self.from_addr), ("reply_to", self.reply_to)):
+            if value is None and label == "reply_to":
+                continue
+            try:
+                normalize(str(value), allow_test_domains=True)
+            except Exception as err:
+                raise ConfigError(f"{label} {value!r} is not a valid address: {err}") from None
+        if self.key is not None and self.key not in self.audience.sendable.columns:
+            raise ConfigError(f"key column {self.key!r} is not in the audience; the columns are "
+                              f"{list(self.audience.sendable.columns)}")
+
+    def recipients(self) -> list[Item]:
+        aud = self.audience
+        items: list[Item] = []
+        seen: dict[str, Any] = {}
+        columns = [str(c) for c in aud.sendable.columns]
+        key_pos = columns.index(self.key) if self.key else None
+        for (idx, *vals), address, akey, utf8 in zip(
+                aud.sendable.itertuples(index=True, name=None), aud.addresses, aud.keys,
+                aud.smtputf8):
+            key = akey
+            if key_pos is not None:
+                raw = vals[key_pos]
+                if raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw) == "":
+                    raise ConfigError(f"row {idx!r}, column {self.key!r}: the key is empty; every "
+                                      "row needs a key when key= is set")
+                key = str(raw)
+            if key in seen:
+                raise ConfigError(f"row {idx!r}, column {self.key!r}: key {key!r} is also in row "
+                                  f"{seen[key]!r}; keys must be unique")
+            seen[key] = idx
+            items.append(Item(idx, key, address, bool(utf8), dict(zip(columns, vals))))
+        return items
+
+
+@dataclass
+class Item:
+    row: Any
+    key: str
+    address: str
+    smtputf8: bool
+    values: dict[str, Any]
+    rendered: Rendered | None = None
+    data: bytes | None = None
+    message_id: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _Budget:
+    """How many more new recipients this run may take (limit per run and daily cap)."""
+
+    left: float
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+    def give_back(self) -> None:
+        self.left += 1
+
+
+class _Run:
+    def __init__(self, campaign: Campaign, relay: Relay | Pickup, journal: Journal, run_id: str,
+                 pacing: Pacing, *, retries: int, backoff: float, max_backoff: float,
+                 backup: Backup | None, stats: Stats, stop: threading.Event, cap: _Budget,
+                 limit: _Budget, password: Any) -> None:
+        self.campaign = campaign
+        self.relay = relay
+        self.journal = journal
+        self.run_id = run_id
+        self.pacing = pacing
+        self.pacer = Pacer(pacing, sleep=self.sleep)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.backup = backup
+        self.stats = stats
+        self.stop = stop
+        self.cap = cap
+        self.limit = limit
+        self.password = password
+        self.queue: list[Item] = []
+        self.new: Any = None
+        self.retry_heap: list[tuple[float, int, Item]] = []
+        self.seq = itertools.count()
+        self.connect_failures = 0
+        self.stop_reason: str | None = None
+        self.fatal: BaseException | None = None
+        self.wake = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when a stop is requested."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.2))
+
+    def halt(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop.set()
+
+    async def next_item(self) -> Item | None:
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if self.retry_heap and self.retry_heap[0][0] <= now:
+                return heapq.heappop(self.retry_heap)[2]
+            if self.new is not None:
+                if self.limit.left <= 0:
+                    self.new = None
+                    if self.stop_reason is None:
+                        self.stop_reason = "limit reached"
+                elif self.cap.left <= 0:
+                    self.new = None
+                    if self.stop_reason is None:
+                        self.stop_reason = "daily cap reached"
+                else:
+                    item = next(self.new, None)
+                    if item is not None:
+                        self.limit.take()
+                        self.cap.take()
+                        return item
+                    self.new = None
+            if not self.retry_heap:
+                return None
+            await self.sleep(min(self.retry_heap[0][0] - now, 1.0))
+        return None
+
+    def prepare(self, item: Item) -> None:
+        if item.data is not None:
+            return
+        c = self.campaign
+        rendered = item.rendered or c.template.render(
+            item.values, row_id=item.row, default_footer=c.footer,
+            default_footer_html=c.footer_html)
+        item.data, item.message_id = build_message(
+            rendered, from_addr=c.from_addr, to_addr=item.address, from_name=c.from_name,
+            reply_to=c.reply_to, headers=c.headers, campaign=c.name, smtputf8=item.smtputf8)
+        item.rendered = rendered if self.backup else None
+
+    async def worker(self, conn: Any) -> None:
+        j, c = self.journal, self.campaign
+        try:
+            while True:
+                item = await self.next_item()
+                if item is None:
+                    return
+                try:
+                    self.prepare(item)
+                except (TemplateError, OSError) as err:   # e.g. an attachment deleted since
+                    j.record(c.name, item.key, self.run_id, "failed", reply=str(err),
+                             attempt=False)
+                    self.stats.failed += 1
+                    self.cap.give_back()
+                    continue
+                await self.pacer.wait()
+                if self.stop.is_set() and item.attempts == 0:
+                    return       # not claimed yet: it stays pending for the next run
+                claimable = ("pending", "deferred", "unknown") if item.attempts == 0 \
+                    else ("deferred",)
+                if not j.claim(c.name, item.key, self.run_id, claimable):
+                    self.stats.skipped += 1      # another run took it meanwhile
+                    self.cap.give_back()
+                    continue
+                item.attempts += 1
+                try:
+                    result = await conn.send(c.from_addr, item.address, item.data,
+                                             smtputf8=item.smtputf8)
+                except (AuthenticationError, TLSError, RelayError) as err:
+                    j.record(c.name, item.key, self.run_id, "pending", code=err.code,
+                             reply=str(err), attempt=False)
+                    self.fatal = err
+                    self.halt(f"stopped: {err}")
+                    return
+                self.handle(item, result)
+        finally:
+            await conn.close()
+
+    def handle(self, item: Item, result: Delivery) -> None:
+        j, c, s = self.journal, self.campaign, self.stats
+        account = self.relay.account
+        if result.status == "sent":
+            self.connect_failures = 0
+            j.record(c.name, item.key, self.run_id, "sent", code=result.code, reply=result.reply,
+                     message_id=item.message_id, account=account)
+            s.sent += 1
+            if item.attempts > 1:
+                s.retrying -= 1
+            if self.backup is not None and item.rendered is not None and item.data is not None:
+                self.backup.save(item.data, campaign=c.name, subject=item.rendered.subject,
+                                 recipient=item.address)
+            item.data = item.rendered = None
+            return
+        if result.status == "failed":
+            j.record(c.name, item.key, self.run_id, "failed", code=result.code,
+                     reply=result.reply, message_id=item.message_id, account=account)
+            s.failed += 1
+            if item.attempts > 1:
+                s.retrying -= 1
+            self.cap.give_back()
+            item.data = item.rendered = None
+            return
+        # a temporary failure
+        if result.slow_down:
+            self.pacer.slow_down()
+        if result.code is None and result.reply.startswith("cannot talk"):
+            self.connect_failures += 1
+        j.record(c.name, item.key, self.run_id, "deferred", code=result.code, reply=result.reply,
+                 message_id=item.message_id, account=account)
+        if item.attempts <= self.retries:
+            if item.attempts == 1:
+                s.retrying += 1
+            delay = min(self.backoff * 2 ** (item.attempts - 1), self.max_backoff)
+            heapq.heappush(self.retry_heap, (time.monotonic() + delay, next(self.seq), item))
+        else:
+            s.deferred += 1
+            if item.attempts > 1:
+                s.retrying -= 1
+            self.cap.give_back()
+            item.data = item.rendered = None
+        if self.connect_failures > self.retries:
+            self.halt(f"relay unavailable: {result.reply}")
+
+
+def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
+                        run_id: str | None) -> pd.DataFrame:
+    hist = journal.history(campaign.name).set_index("key")
+    run_of = {}
+    if run_id is not None and hasattr(journal, "db"):
+        run_of = dict(journal.db.execute(  # type: ignore[attr-defined]
+            "SELECT key, run_id FROM recipients WHERE campaign = ?", (campaign.name,)))
+    rows = []
+    for it in items:
+        if it.key in hist.index:
+            h = hist.loc[it.key]
+            rows.append((it.address, h["status"], None if pd.isna(h["code"]) else int(h["code"]),
+                         h["reply"], int(h["attempts"]), h["message_id"], h["sent_at"],
+                         run_of.get(it.key) == run_id))
+        else:
+            rows.append((it.address, "pending", None, None, 0, None, pd.NaT, False))
+    index = pd.Index([it.row for it in items], name=campaign.audience.sendable.index.name)
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS, index=index)
+    out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
+    return out
+
+
+def _eta_seconds(pacing: Pacing, n: int, per_message: float = 0.0) -> float:
+    if n <= 0:
+        return 0.0
+    schedule = pacing.offsets(n)[-1]
+    return max(schedule, n * per_message / max(pacing.concurrency, 1))
+
+
+def _say(text: str) -> None:
+    print(f"mailnb: {text}", flush=True)
+
+
+async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
+                     journal: Journal | str | Path | None = None, dry_run: bool = False,
+                     limit: int | None = None, rate: str | None = None,
+                     daily_cap: int | None = None, block: int | tuple | None = None,
+                     block_pause: str | float | None = None, concurrency: int = 1,
+                     retries: int = 3, backoff: float = 2.0, max_backoff: float = 300.0,
+                     reset: bool = False, requeue_errors: bool = False,
+                     resend_unknown: bool = False, backup: str | None = None,
+                     progress: str | bool | None = "auto", max_size: int = DEFAULT_MAX_SIZE,
+                     stop: threading.Event | None = None, _stats: Stats | None = None,
+                     _progress: Progress | None = None) -> pd.DataFrame:
+    """The async core of :func:`send`; same parameters, same result."""
+    if not isinstance(relay, (Relay, Pickup)):
+        raise ConfigError("relay must be a mailnb.Relay (SMTP) or mailnb.Pickup (write .eml files)")
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries must be a whole number >= 0, not {retries!r}")
+    pacing = Pacing.build(rate=rate, block=block, block_pause=block_pause, daily_cap=daily_cap,
+                          limit=limit, concurrency=concurrency)
+    relay.validate()
+    campaign.validate()
+    keeper = Backup(backup) if backup else None
+    if keeper is not None:
+        keeper.check()
+    items = campaign.recipients()
+    j = open_journal(journal)
+    stop = stop or threading.Event()
+    account = relay.account
+
+    states = j.states(campaign.name)
+    if not dry_run and reset:
+        j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
+        states = j.states(campaign.name)
+    claimable = {"pending", "deferred"} | ({"unknown"} if resend_unknown else set())
+    todo = [it for it in items if states.get(it.key, "pending") in claimable]
+    done_before = len(items) - len(todo)
+
+    # -- the preflight: render every row to send; any problem and nothing is sent ----------------
+    problems: list[tuple[Any, str, str]] = []
+    try:
+        campaign.template.compile()
+    except TemplateError as err:
+        problems.append((None, err.field or "", str(err)))
+    else:
+        for n, it in enumerate(todo):
+            try:
+                r = campaign.template.render(it.values, row_id=it.row,
+                                             default_footer=campaign.footer,
+                                             default_footer_html=campaign.footer_html)
+            except TemplateError as err:
+                problems.append((it.row, err.field or "", str(err)))
+                continue
+            if (size := r.size_estimate()) > max_size:
+                problems.append((it.row, "size", f"row {it.row!r}: about {size / 1e6:.1f} MB, "
+                                 f"over the limit of {max_size / 1e6:.1f} MB"))
+            if n < KEEP_RENDERED:
+                it.rendered = r
+    if problems:
+        frame = pd.DataFrame(problems, columns=["row", "field", "error"])
+        shown = "\n".join(f"  {e}" for e in frame["error"].head(10))
+        more = f"\n  ... and {len(frame) - 10} more" if len(frame) > 10 else ""
+        raise PreflightError(f"the preflight found {len(frame)} problem(s); nothing was sent. "
+                             f"Fix them and run again (err.problems has them all):\n{shown}{more}",
+                             frame)
+
+    cap_left: float = math.inf
+    if daily_cap:
+        used = j.sent_since(account, time.time() - 86400)
+        cap_left = max(daily_cap - used, 0)
+    n_now = int(min(len(todo), limit or math.inf, cap_left))
+    eta = _eta_seconds(pacing, n_now)
+    what = (f"campaign {campaign.name!r}: {n_now} to send now, {len(todo) - n_now} left for later "
+            f"runs, {done_before} done before; {relay.describe()}; {pacing.describe()}")
+    if daily_cap:
+        what += f"; daily cap {daily_cap} ({int(cap_left)} left in the last 24 h)"
+
+    if dry_run:
+        _say("DRY RUN, nothing is sent. " + what +
+             (f"; would take about {eta:.0f}s" if eta else ""))
+        offsets = pacing.offsets(n_now)
+        now = pd.Timestamp.now(tz="UTC")
+        out = _frame_from_journal(campaign, items, j, None)
+        planned = {it.key: now + pd.Timedelta(seconds=offsets[i]) for i, it in
+                   enumerate(todo[:n_now])}
+        out["planned_at"] = [planned.get(it.key, pd.NaT) for it in items]
+        out["status"] = ["would send" if it.key in planned else
+                         ("later run" if states.get(it.key, "pending") in claimable else s)
+                         for it, s in zip(items, out["status"])]
+        out["planned_at"] = pd.to_datetime(out["planned_at"], utc=True)
+        out.attrs["summary"] = {"campaign": campaign.name, "dry_run": True, "would_send": n_now}
+        return out
+
+    # -- from here on the journal is written ----------------------------------------------------
+    run_id = j.start_run(campaign.name, account=account,
+                         meta={"pacing": pacing.describe(), "relay": relay.describe()})
+    recovered = j.recover(campaign.name, run_id)
+    j.add_recipients(campaign.name, ((it.key, it.address, encode_row(it.row)) for it in items))
+    if recovered:
+        _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
+             f"'unknown' and not resent (pass resend_unknown=True to resend them)")
+
+    password = relay.resolve_password() if isinstance(relay, Relay) else None
+    stats = _stats or Stats()
+    stats.total = n_now
+    stats.started = time.time()
+    stats.eta = time.time() + eta if eta else None
+    if progress and _progress is None:
+        _progress = Progress(stats, progress)
+    _say(what + (f"; about {eta:.0f}s, done around "
+                 f"{datetime.fromtimestamp(time.time() + eta):%H:%M}" if eta > 1 else ""))
+
+    run = _Run(campaign, relay, j, run_id, pacing, retries=retries, backoff=backoff,
+               max_backoff=max_backoff, backup=keeper, stats=stats, stop=stop,
+               cap=_Budget(cap_left), limit=_Budget(limit or math.inf), password=password)
+    conns = [open_connection(relay, password) for _ in range(concurrency)]
+    summary: dict[str, Any] = {}
+    try:
+        if n_now:
+            # the first connection is opened before anything is claimed: an authentication or TLS
+            # failure stops here, with nothing sent; a temporary refusal is retried
+            for attempt in range(retries + 1):
+                try:
+                    await conns[0].open()
+                    break
+                except (AuthenticationError, TLSError):
+                    raise
+                except RelayError as err:
+                    if attempt == retries:
+                        raise RelayError(f"{err}. Nothing was sent; try again later.",
+                                         host=err.host, port=err.port, code=err.code) from None
+                    await run.sleep(min(backoff * 2 ** attempt, max_backoff))
+        run.new = iter(todo)
+        ticker = None
+        if _progress is not None:
+            async def tick() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    _progress.refresh()
+            ticker = asyncio.create_task(tick())
+        try:
+            await asyncio.gather(*(run.worker(c) for c in conns))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+        if run.fatal is not None:
+            raise run.fatal
+    finally:
+        for c in conns:
+            await c.close()
+        if requeue_errors:
+            j.reset(campaign.name, ("failed", "deferred"))
+        reason = run.stop_reason or ("interrupted" if stop.is_set() else "complete")
+        if run.retry_heap:
+            reason += f"; {len(run.retry_heap)} deferred mid-retry"
+        stats.state = "done" if reason == "complete" else reason.split(":")[0]
+        summary = {"campaign": campaign.name, "sent": stats.sent, "failed": stats.failed,
+                   "deferred": stats.deferred + len(run.retry_heap), "skipped": stats.skipped,
+                   "unknown_recovered": recovered, "stopped": reason}
+        j.end_run(run_id, summary)
+        stats.retrying = 0
+        stats.deferred += len(run.retry_heap)
+        if _progress is not None:
+            _progress.refresh(final=True)
+
+    out = _frame_from_journal(campaign, items, j, run_id)
+    left = int(out["status"].isin(["pending", "deferred"]).sum())
+    summary["left"] = left
+    out.attrs["summary"] = summary
+    _say(f"{campaign.name!r}: {stats.sent} sent, {stats.failed} failed, {summary['deferred']} "
+         f"deferred this run ({reason}); {int((out['status'] == 'sent').sum())} of {len(items)} "
+         f"sent in all, {left} left" + ("; run again to continue" if left else ""))
+    return out
+
+
+def send(campaign: Campaign, relay: Relay | Pickup, **options: Any) -> pd.DataFrame:
+    """Send a campaign and return one row per sendable recipient (the audience's index):
+    ``address``, ``status``, ``code``, ``reply``, ``attempts``, ``message_id``, ``sent_at`` and
+    ``this_run``.
+
+    Options (keyword only): ``journal`` (path or Journal), ``dry_run``, ``limit`` (per run),
+    ``rate`` (``"600/h"``), ``daily_cap``, ``block`` (``(50, "2min")``), ``concurrency``,
+    ``retries`` and ``backoff`` (temporary failures), ``reset`` (all recipients to unsent first),
+    ``requeue_errors`` (failed/deferred to unsent after), ``resend_unknown``, ``backup`` (a path
+    pattern for a copy of each sent message), ``progress`` (``"auto"``, ``"text"``, None).
+
+    Works in a script, a notebook cell and under papermill; interrupting stops after the messages
+    in flight, and the next run resumes.
+    """
+    stop = threading.Event()
+    stats = Stats()
+    prog_mode = options.pop("progress", "auto")
+    holder: dict[str, Progress] = {}
+
+    def tick() -> None:
+        if stats.total and "p" not in holder and prog_mode:
+            holder["p"] = Progress(stats, prog_mode)
+        if "p" in holder:
+            holder["p"].refresh()
+
+    try:
+        return run_sync(send_async(campaign, relay, stop=stop, _stats=stats, progress=None,
+                                   **options),
+                        tick=tick, on_interrupt=stop.set)
+    finally:
+        if "p" in holder:
+            holder["p"].refresh(final=True)
+        elif stats.total and prog_mode:
+            Progress(stats, prog_mode).refresh(final=True)
+
+
+def history(campaign: str | None = None, journal: Journal | str | Path | None = None) -> pd.DataFrame:
+    """The journal of a campaign (or all campaigns): one row per recipient."""
+    return open_journal(journal).history(campaign)
+
+
+__all__ = ["Campaign", "send", "send_async", "history"]

@@ -1,0 +1,369 @@
+"""Transports: SMTP through aiosmtplib (one reused connection each), ``.eml`` pickup files, backups.
+
+Every failure is sorted here into what the sender does with it: ``sent``, ``failed`` (permanent,
+5xx), ``retry`` (temporary: 4xx, a dropped connection, a timeout) or a :class:`RelayError` that stops
+the whole run (authentication or TLS failure, the relay refusing the sender). Errors from aiosmtplib
+are wrapped where they enter, with host and port and never a password.
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+
+from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
+from .settings import Pickup, Relay, Secret
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one attempt: ``status`` is ``sent``, ``failed`` or ``retry``."""
+
+    status: str
+    code: int | None = None
+    reply: str = ""
+    slow_down: bool = False      # the relay said 421: send slower from now on
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+
+def tls_context(relay: Relay) -> ssl.SSLContext:
+    if not relay.verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=relay.cafile)
+
+
+def _is_tls_error(err: BaseException) -> bool:
+    seen = 0
+    e: BaseException | None = err
+    while e is not None and seen < 10:
+        if isinstance(e, ssl.SSLError | ssl.CertificateError):
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return "CERTIFICATE_VERIFY_FAILED" in str(err) or "SSL" in str(err)
+
+
+def _scrub(text: str, secret: Secret | None) -> str:
+    if secret is not None and secret.reveal():
+        text = text.replace(secret.reveal(), "********")
+    return text
+
+
+class SMTPConnection:
+    """One SMTP session, opened on demand and reopened after a drop."""
+
+    def __init__(self, relay: Relay, password: Secret | None) -> None:
+        self.relay = relay
+        self.password = password
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.sent_on_connection = 0
+        self.steps: list[tuple[str, bool, str]] = []
+
+    @property
+    def where(self) -> str:
+        return f"{self.relay.host}:{self.relay.port}"
+
+    def _step(self, name: str, ok: bool, detail: str) -> None:
+        self.steps.append((name, ok, _scrub(detail, self.password)))
+
+    async def open(self) -> None:
+        """Connect, EHLO, STARTTLS, EHLO, AUTH. Raises RelayError (AuthenticationError, TLSError)
+        or, for a temporary refusal (421 greeting, timeout, refused socket), RelayError with
+        ``code`` 421 or None so the caller can retry."""
+        r = self.relay
+        smtp = aiosmtplib.SMTP(
+            hostname=r.host, port=r.port, use_tls=r.security == "tls", start_tls=False,
+            tls_context=tls_context(r) if r.security != "none" else None,
+            local_hostname=r.helo, timeout=r.timeout)
+        where = self.where
+        try:
+            greeting = await smtp.connect()
+            self._step("connect", True, f"{where}: {greeting.code} {greeting.message}"
+                       + (" (TLS)" if r.security == "tls" else ""))
+            ehlo = await smtp.ehlo()
+            self._step("EHLO", True, f"{ehlo.code}: {', '.join(sorted(smtp.esmtp_extensions))}")
+            if r.security == "starttls":
+                if not smtp.supports_extension("starttls"):
+                    raise TLSError(f"{where} does not offer STARTTLS; use security='tls' (port "
+                                   "465) or, for a relay on this machine only, security='none'",
+                                   host=r.host, port=r.port)
+                await smtp.starttls()
+                await smtp.ehlo()
+                self._step("STARTTLS", True, "TLS negotiated, certificate verified"
+                           if r.verify else "TLS negotiated, certificate NOT verified")
+            if r.username:
+                if self.password is None:
+                    raise AuthenticationError(f"{where}: a username is set but no password",
+                                              host=r.host, port=r.port)
+                if not smtp.supports_extension("auth"):
+                    raise AuthenticationError(
+                        f"{where} does not offer AUTH on this connection; the relay may require "
+                        f"STARTTLS first (security='starttls') or need no login (username=None)",
+                        host=r.host, port=r.port)
+                await smtp.login(r.username, self.password.reveal())
+                self._step("AUTH", True, f"logged in as {r.username}")
+        except MailnbError as err:
+            self._step("error", False, str(err))
+            smtp.close()
+            raise
+        except aiosmtplib.SMTPAuthenticationError as err:
+            smtp.close()
+            msg = (f"{where} refused the login of {r.username}: {err.code} "
+                   f"{_scrub(err.message, self.password)}. Check the username and the password "
+                   f"(for Gmail and Outlook: an app password).")
+            self._step("AUTH", False, msg)
+            raise AuthenticationError(msg, host=r.host, port=r.port, code=err.code) from None
+        except aiosmtplib.SMTPResponseException as err:
+            smtp.close()
+            msg = f"{where} answered {err.code} {_scrub(err.message, self.password)}"
+            self._step("connect", False, msg)
+            raise RelayError(msg, host=r.host, port=r.port, code=err.code) from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
+            smtp.close()
+            text = _scrub(str(err), self.password)
+            if _is_tls_error(err):
+                msg = (f"TLS with {where} failed: {text}. If the relay uses a private CA, pass "
+                       f"cafile='ca.pem'; check that security={r.security!r} fits port {r.port}.")
+                self._step("TLS", False, msg)
+                raise TLSError(msg, host=r.host, port=r.port) from None
+            msg = f"cannot talk to {where}: {text}"
+            self._step("connect", False, msg)
+            raise RelayError(msg, host=r.host, port=r.port) from None
+        self.smtp = smtp
+        self.sent_on_connection = 0
+
+    async def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await asyncio.wait_for(smtp.quit(), timeout=min(self.relay.timeout, 5))
+        except Exception:
+            pass
+        finally:
+            smtp.close()
+
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+
+    async def send(self, sender: str, recipient: str, data: bytes, *,
+                   smtputf8: bool = False) -> Delivery:
+        """Send one message to one recipient. Opens the connection if needed. Raises RelayError
+        only for what must stop the run; everything else is a Delivery."""
+        if self.smtp is None or not self.smtp.is_connected:
+            try:
+                await self.open()
+            except (AuthenticationError, TLSError):
+                raise
+            except RelayError as err:
+                return Delivery("retry", err.code, str(err), slow_down=err.code == 421)
+        smtp = self.smtp
+        assert smtp is not None
+        options = []
+        if smtputf8:
+            if not smtp.supports_extension("smtputf8"):
+                return Delivery("failed", None, f"{recipient} needs SMTPUTF8, which {self.where} "
+                                "does not offer")
+            options.append("SMTPUTF8")
+        try:
+            _, message = await smtp.sendmail(sender, [recipient], data, mail_options=options)
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            ref = err.recipients[0]
+            return self._reply(ref.code, ref.message)
+        except aiosmtplib.SMTPSenderRefused as err:
+            if err.code >= 500 and err.code not in (552, 554):
+                self._drop()
+                raise RelayError(f"{self.where} refuses the sender {sender}: {err.code} "
+                                 f"{err.message}. Use a From address the relay accepts for this "
+                                 f"account.", host=self.relay.host, port=self.relay.port,
+                                 code=err.code) from None
+            return self._reply(err.code, err.message)
+        except aiosmtplib.SMTPResponseException as err:   # DATA refused, 421, ...
+            return self._reply(err.code, err.message)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                aiosmtplib.SMTPConnectError, OSError, asyncio.TimeoutError) as err:
+            self._drop()
+            return Delivery("retry", None, f"connection to {self.where} lost: "
+                            f"{type(err).__name__}: {err}")
+        self.sent_on_connection += 1
+        return Delivery("sent", 250, message)
+
+    def _reply(self, code: int, message: str) -> Delivery:
+        if code == 421:
+            self._drop()             # 421 means the server is closing the connection
+            return Delivery("retry", code, f"{code} {message}", slow_down=True)
+        if 400 <= code < 500:
+            return Delivery("retry", code, f"{code} {message}")
+        return Delivery("failed", code, f"{code} {message}")
+
+
+class PickupConnection:
+    """"Save as file": each message becomes ``<n>-<recipient>.eml`` in the folder."""
+
+    def __init__(self, pickup: Pickup) -> None:
+        self.folder = Path(pickup.folder)
+        self.steps: list[tuple[str, bool, str]] = []
+
+    async def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the pickup folder {str(self.folder)!r}: {err}") \
+                from None
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, sender: str, recipient: str, data: bytes, *,
+                   smtputf8: bool = False) -> Delivery:
+        path = unique_path(self.folder / f"{time.time_ns()}-{safe_name(recipient)}.eml")
+        write_atomic(path, data)
+        return Delivery("sent", None, f"written to {path}")
+
+
+def open_connection(relay: Relay | Pickup, password: Secret | None) -> Any:
+    return PickupConnection(relay) if isinstance(relay, Pickup) else SMTPConnection(relay, password)
+
+
+# -- files --------------------------------------------------------------------------------------------
+_UNSAFE = re.compile(r"[^\w@.+=-]+", re.UNICODE)
+
+
+def safe_name(text: str, limit: int = 80) -> str:
+    """Text made safe for a file name on any system."""
+    name = _UNSAFE.sub("_", text).strip("._") or "_"
+    return name[:limit]
+
+
+def unique_path(path: Path) -> Path:
+    if not path.exists():
+        return path
+    for i in range(1, 10_000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise ConfigError(f"too many files named like {path}")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Backup:
+    """Save a copy of every sent message. ``pattern`` is a path with placeholders ``{campaign}``,
+    ``{subject}``, ``{recipient}``, ``{date}`` (YYYY-MM-DD) and ``{time}`` (HHMMSS), each made
+    safe for file names; a pattern not ending in ``.eml`` is a folder, and files are named
+    ``{date}-{time}-{recipient}.eml`` in it."""
+
+    pattern: str
+    written: list[Path] = field(default_factory=list, repr=False)
+
+    def path_for(self, *, campaign: str, subject: str, recipient: str,
+                 when: float | None = None) -> Path:
+        now = datetime.fromtimestamp(when or time.time())
+        values = {"campaign": safe_name(campaign), "subject": safe_name(subject, 60),
+                  "recipient": safe_name(recipient), "date": now.strftime("%Y-%m-%d"),
+                  "time": now.strftime("%H%M%S")}
+        pattern = self.pattern
+        if not pattern.endswith(".eml"):
+            pattern = pattern.rstrip("/") + "/{date}-{time}-{recipient}.eml"
+        try:
+            return Path(os.path.expanduser(pattern.format(**values)))
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"backup pattern {self.pattern!r}: unknown placeholder {err}; use "
+                              "{campaign}, {subject}, {recipient}, {date} or {time}") from None
+
+    def check(self) -> None:
+        self.path_for(campaign="c", subject="s", recipient="r@example.com")
+
+    def save(self, data: bytes, **values: Any) -> Path:
+        path = unique_path(self.path_for(**values))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        return path
+
+
+# -- check_relay ----------------------------------------------------------------------------------------
+class RelayCheck:
+    """The steps of :func:`check_relay`, each ok or not, with what the server said."""
+
+    def __init__(self, relay: Relay, steps: list[tuple[str, bool, str]], warnings: list[str]):
+        self.relay = relay
+        self.steps = steps
+        self.warnings = warnings
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(ok for _, ok, _ in self.steps)
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+        return pd.DataFrame(self.steps, columns=["step", "ok", "detail"])
+
+    def __repr__(self) -> str:
+        lines = [f"check of {self.relay.describe()}: {'OK' if self.ok else 'FAILED'}"]
+        lines += [f"  {'✓' if ok else '✗'} {step}: {detail}" for step, ok, detail in self.steps]
+        lines += [f"  ! {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{'✅' if ok else '❌'}</td><td>{html.escape(step)}</td>"
+            f"<td>{html.escape(detail)}</td></tr>" for step, ok, detail in self.steps)
+        warns = "".join(f"<div>⚠️ {html.escape(w)}</div>" for w in self.warnings)
+        return (f"<div><b>{html.escape(self.relay.describe())}</b>: "
+                f"{'OK' if self.ok else 'FAILED'}<table>{rows}</table>{warns}</div>")
+
+
+async def check_relay_async(relay: Relay) -> RelayCheck:
+    import warnings as _w
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        try:
+            found = relay.validate()
+        except ConfigError as err:
+            return RelayCheck(relay, [("settings", False, str(err))], [])
+    steps: list[tuple[str, bool, str]] = [("settings", True, relay.describe())]
+    try:
+        password = relay.resolve_password()
+    except MailnbError as err:
+        return RelayCheck(relay, steps + [("password", False, str(err))], found)
+    conn = SMTPConnection(relay, password)
+    try:
+        await conn.open()
+    except MailnbError:
+        pass
+    finally:
+        if conn.smtp is not None:
+            await conn.close()
+            conn.steps.append(("QUIT", True, "closed without sending"))
+    del caught
+    return RelayCheck(relay, steps + conn.steps, found)
+
+
+def check_relay(relay: Relay) -> RelayCheck:
+    """Connect, say EHLO, negotiate TLS, authenticate and quit, reporting each step; send nothing."""
+    from .runner import run_sync
+    return run_sync(check_relay_async(relay))

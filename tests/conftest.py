@@ -1,0 +1,74 @@
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import trustme
+
+sys.path.insert(0, str(Path(__file__).parent))
+from smtp_servers import Recorder, start_smtp  # noqa: E402
+
+import mailnb  # noqa: E402
+
+USER, PASSWORD = "sender@example.com", "s3cret-Pa55word!"
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(d / "server.pem"))
+    return {"ca": str(d / "ca.pem"), "chain": (str(d / "server.pem"), str(d / "server.pem"))}
+
+
+@pytest.fixture
+def smtp():
+    """A plain SMTP server on loopback with a fault-injecting recorder."""
+    server = start_smtp("plain")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_factory(certs):
+    started = []
+
+    def make(mode="plain", auth=None, recorder=None):
+        s = start_smtp(mode, auth=auth, certs=certs["chain"], recorder=recorder)
+        started.append(s)
+        return s
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = mailnb.SQLiteJournal(tmp_path / "journal.sqlite")
+    yield j
+    j.close()
+
+
+def people(n=5, addresses=None):
+    addresses = addresses or [f"user{i}@example.com" for i in range(n)]
+    return pd.DataFrame({"email": addresses,
+                         "first_name": [f"Name{i}" for i in range(len(addresses))],
+                         "slot": [f"{9 + i % 8}:00" for i in range(len(addresses))]})
+
+
+def campaign(df, name="test", **kw):
+    tmpl = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}, your slot is "
+                           "{{ slot }}.", html="<p>Dear {{ first_name }}, your slot is "
+                           "<b>{{ slot }}</b>.</p>", to_name="{{ first_name }}")
+    return mailnb.Campaign(name, mailnb.Audience(df), tmpl, from_addr="news@example.org",
+                           from_name="News", **kw)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_network(monkeypatch):
+    # every relay in the tests is on loopback; fail loudly if a test points elsewhere
+    monkeypatch.delenv("MAILNB_SMTP_PASSWORD", raising=False)
+    os.environ.setdefault("MAILNB_JOURNAL", "/nonexistent-do-not-use/journal.sqlite")

@@ -1,0 +1,69 @@
+"""A sending process killed with SIGKILL at a random point; the next run completes the campaign and
+no address gets the message twice, except those in flight at the kill (marked 'unknown')."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+
+import mailnb
+
+SCRIPT = textwrap.dedent("""
+    import sys, pandas as pd, mailnb
+    port, csv, journal, concurrency = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    df = pd.read_csv(csv)
+    t = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+    c = mailnb.Campaign("crash", mailnb.Audience(df), t, from_addr="news@example.org")
+    mailnb.send(c, mailnb.Relay("127.0.0.1", int(port), security="none", timeout=5),
+                journal=journal, concurrency=concurrency, rate="250/s", progress=None)
+""")
+
+
+def run_killed(smtp, tmp_path, concurrency, seed):
+    rng = random.Random(seed)
+    n = 500
+    df = pd.DataFrame({"email": [f"p{i}@example.com" for i in range(n)],
+                       "first_name": [f"P{i}" for i in range(n)]})
+    csv = tmp_path / "people.csv"
+    df.to_csv(csv, index=False)
+    journal = tmp_path / "journal.sqlite"
+    kill_at = rng.randint(20, n - 50)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(smtp.port), str(csv), str(journal),
+                             str(concurrency)], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(smtp.recorder.messages) < kill_at and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    received_before = len(smtp.recorder.messages)
+    assert 0 < received_before < n, f"the kill (seed {seed}) did not land mid-campaign"
+
+    # the second run, in this process, completes the campaign
+    t = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+    c = mailnb.Campaign("crash", mailnb.Audience(df), t, from_addr="news@example.org")
+    res = mailnb.send(c, mailnb.Relay("127.0.0.1", smtp.port, security="none"), journal=journal,
+                      concurrency=concurrency, progress=None)
+    counts = smtp.recorder.addresses()
+    status = dict(zip(res["address"], res["status"]))
+    unknown = [a for a, s in status.items() if s == "unknown"]
+    assert len(unknown) <= concurrency, (seed, unknown)
+    assert set(status.values()) <= {"sent", "unknown"}
+    for address, s in status.items():
+        if s == "sent":
+            assert counts[address] == 1, (seed, address, counts[address])
+        else:
+            assert counts[address] <= 1
+    assert sum(counts.values()) == len(smtp.recorder.messages)
+    return received_before, unknown
+
+
+def test_sigkill_then_resume_sequential(smtp, tmp_path):
+    run_killed(smtp, tmp_path, 1, seed=int(time.time()))
+
+
+def test_sigkill_then_resume_parallel(smtp, tmp_path):
+    run_killed(smtp, tmp_path, 4, seed=int(time.time()) + 1)
