@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Debian packages the tests need. Installed when running as root (CI is); otherwise listed.
+# Debian packages the tests need: Dovecot (the IMAP/POP3 bounce mailbox) and Postfix (real bounces,
+# strict SMTP, smtp-sink/smtp-source for the benchmarks). Installed when running as root (CI is);
+# otherwise listed with the command to install them. Nothing here starts a system service: the
+# tests start private instances with their own configuration on loopback ports.
 set -euo pipefail
-PACKAGES=()
+PACKAGES=(dovecot-imapd dovecot-pop3d postfix openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >/dev/null
 else
-    echo "mailnb tests need these Debian packages: ${missing[*]}" >&2
+    echo "mailnb's tests need these Debian packages: ${missing[*]}" >&2
     echo "install them with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
     exit 1
 fi

@@ -8,7 +8,7 @@ from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
 from .journal import Journal, SQLiteJournal
 from .pacing import Pacing
 from .sender import Campaign, history, send, send_async
-from .settings import Pickup, Relay, Secret
+from .settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
 from .templates import Template
 from .transports import check_relay
 
@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Audience", "AuthenticationError", "Campaign", "Journal", "Pacing", "Pickup", "Relay",
-    "SQLiteJournal", "Secret", "check_relay", "history", "send", "send_async", "Blocklist", "ConfigError", "JournalError", "MailnbError",
+    "SQLiteJournal", "Secret", "check_relay", "history", "send", "send_async", "Profile",
+    "PRESETS", "list_profiles", "Blocklist", "ConfigError", "JournalError", "MailnbError",
     "PreflightError", "RecipientError", "RelayError", "SecretMissingError", "Suppressions",
     "TLSError", "Template", "TemplateError", "Unsubscribes", "build_message", "__version__",
 ]

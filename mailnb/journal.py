@@ -22,11 +22,14 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .errors import JournalError
+
+if TYPE_CHECKING:
+    from .recipients import Suppressions
 
 STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown")
 #: a run that has not written for this long is taken to be dead
@@ -111,6 +114,8 @@ CREATE TABLE IF NOT EXISTS events (
     code INTEGER, reply TEXT, message_id TEXT, account TEXT);
 CREATE INDEX IF NOT EXISTS events_sent ON events (account, at) WHERE status = 'sent';
 CREATE INDEX IF NOT EXISTS events_campaign ON events (campaign, key);
+CREATE TABLE IF NOT EXISTS suppressions (
+    key TEXT PRIMARY KEY, address TEXT NOT NULL, reason TEXT, source TEXT, added_at REAL NOT NULL);
 """
 
 
@@ -271,6 +276,33 @@ class SQLiteJournal(Journal):
         df["row"] = df["row"].map(lambda r: decode_row(r) if isinstance(r, str) else r)
         return df
 
+    # -- suppressions ----------------------------------------------------------------------------------
+    def suppress(self, address: str, reason: str, source: str = "") -> bool:
+        """Put an address on the suppression list (kept apart from unsubscribes). False if it was
+        there already."""
+        from .recipients import _key
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO suppressions (key, address, reason, source, added_at) "
+            "VALUES (?,?,?,?,?)", (_key(address), address, reason, source, time.time()))
+        return cur.rowcount == 1
+
+    def unsuppress(self, address: str) -> bool:
+        from .recipients import _key
+        return self.db.execute("DELETE FROM suppressions WHERE key = ?",
+                               (_key(address),)).rowcount == 1
+
+    def suppressions(self) -> Suppressions:
+        """The suppression list, ready for ``Audience(..., suppressions=...)``."""
+        from .recipients import Suppressions
+        return Suppressions((addr, None, reason or "") for addr, reason in
+                            self.db.execute("SELECT address, reason FROM suppressions"))
+
+    def suppressed(self) -> pd.DataFrame:
+        df = pd.read_sql_query("SELECT address, reason, source, added_at FROM suppressions "
+                               "ORDER BY added_at", self.db)
+        df["added_at"] = pd.to_datetime(df["added_at"], unit="s", utc=True)
+        return df
+
     def events(self, campaign: str | None = None) -> pd.DataFrame:
         """Every outcome ever recorded, oldest first: the audit trail."""
         q = "SELECT * FROM events" + (" WHERE campaign = ?" if campaign else "") + " ORDER BY at"
@@ -307,3 +339,26 @@ def open_journal(journal: Journal | str | Path | None) -> Journal:
 def history(campaign: str | None = None, journal: Journal | str | Path | None = None) -> pd.DataFrame:
     """The journal of a campaign (or of all) as a DataFrame: one row per recipient."""
     return open_journal(journal).history(campaign)
+
+
+def timeline(campaign: str, journal: Journal | str | Path | None = None,
+             freq: str | None = None) -> pd.DataFrame:
+    """Cumulative sent / failed / deferred counts of a campaign over time (for a chart).
+    A recipient counts once, by their latest outcome."""
+    j = open_journal(journal)
+    if not hasattr(j, "events"):
+        raise JournalError("this journal keeps no events")
+    ev = j.events(campaign)  # type: ignore[attr-defined]
+    ev = ev[ev["status"].isin(["sent", "failed", "deferred"])]
+    if ev.empty:
+        return pd.DataFrame(columns=["sent", "failed", "deferred"])
+    last = ev.drop_duplicates("key", keep="last")
+    if freq is None:
+        span = (last["at"].max() - last["at"].min()).total_seconds()
+        freq = "1s" if span < 600 else ("1min" if span < 36000 else "1h")
+    counts = (last.set_index("at").groupby("status").resample(freq).size().unstack(0)
+              .fillna(0).cumsum())
+    for col in ("sent", "failed", "deferred"):
+        if col not in counts:
+            counts[col] = 0
+    return counts[["sent", "failed", "deferred"]].astype(int)

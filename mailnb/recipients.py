@@ -361,3 +361,28 @@ class Audience:
         return (f"<div><b>{kind}Audience</b> of {len(self.data)} rows"
                 f"{' for campaign ' + html.escape(self.campaign) if self.campaign else ''}"
                 f"<table><tr><th>outcome</th><th>rows</th></tr>{rows}</table></div>")
+
+
+def read_table(path: Any, **options: Any) -> pd.DataFrame:
+    """Read recipients from CSV, TSV, Excel (.xlsx, .xls) or Parquet, by the file's extension.
+    Every column is read as text (so ZIP codes and IDs keep their leading zeros)."""
+    from pathlib import Path
+    p = Path(path)
+    if not p.is_file():
+        raise RecipientError(f"recipients file {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(p, dtype=str, keep_default_na=True, **options)
+        if suffix == ".tsv":
+            return pd.read_csv(p, sep="\t", dtype=str, **options)
+        if suffix in (".xlsx", ".xlsm", ".xls"):
+            return pd.read_excel(p, dtype=str, **options)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p, **options)
+    except ImportError as err:
+        raise RecipientError(f"reading {p.name} needs an extra package: {err}. Install it with "
+                             f"pip install openpyxl (Excel) or pip install pyarrow (Parquet).") \
+            from None
+    raise RecipientError(f"{p.name}: unknown file type {suffix!r}; use .csv, .tsv, .xlsx or "
+                         ".parquet")

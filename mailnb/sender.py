@@ -29,7 +29,7 @@ from .pacing import Pacer, Pacing
 from .progress import Progress, Stats
 from .recipients import Audience, normalize
 from .runner import run_sync
-from .settings import Pickup, Relay
+from .settings import Pickup, Profile, Relay
 from .templates import _CONTROL, DEFAULT_MAX_SIZE, Rendered, Template
 from .transports import Backup, Delivery, open_connection
 
@@ -46,6 +46,9 @@ class Campaign:
 
     ``key`` names a column that identifies a recipient (default: the normalised address), so a row
     whose address changed is still the same person. ``headers`` are added to every message.
+
+    ``follow_up`` names an earlier campaign: this one is a reminder, sent only to the recipients
+    that campaign reached, each threaded to their original message (In-Reply-To, References).
     """
 
     name: str
@@ -58,6 +61,21 @@ class Campaign:
     footer_html: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     key: str | None = None
+    email_format: str = "both"
+    follow_up: str | None = None
+
+    @classmethod
+    def from_profile(cls, profile: Profile, name: str, audience: Audience, template: Template, *,
+                     alternate: bool = False, **overrides: Any) -> Campaign:
+        """A campaign with From, Reply-To, footer and format from a profile's preferences
+        (``alternate=True``: the profile's alternate From, falling back to the main one)."""
+        from_addr, from_name = profile.sender(alternate)
+        values: dict[str, Any] = {"from_addr": from_addr, "from_name": from_name,
+                                  "reply_to": profile.reply_to or None,
+                                  "footer": profile.footer or None,
+                                  "email_format": profile.email_format}
+        values.update(overrides)
+        return cls(name, audience, template, **values)
 
     def validate(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or _CONTROL.search(self.name) \
@@ -76,6 +94,9 @@ class Campaign:
                 normalize(str(value), allow_test_domains=True)
             except Exception as err:
                 raise ConfigError(f"{label} {value!r} is not a valid address: {err}") from None
+        if self.email_format not in ("both", "text", "html"):
+            raise ConfigError(f"email_format must be 'both', 'text' or 'html', not "
+                              f"{self.email_format!r}")
         if self.key is not None and self.key not in self.audience.sendable.columns:
             raise ConfigError(f"key column {self.key!r} is not in the audience; the columns are "
                               f"{list(self.audience.sendable.columns)}")
@@ -115,6 +136,7 @@ class Item:
     data: bytes | None = None
     message_id: str | None = None
     attempts: int = 0
+    thread: str | None = None       # the Message-ID this message follows up
 
 
 @dataclass
@@ -209,9 +231,15 @@ class _Run:
         rendered = item.rendered or c.template.render(
             item.values, row_id=item.row, default_footer=c.footer,
             default_footer_html=c.footer_html)
+        if c.email_format == "text" and rendered.html is not None:
+            rendered.html = None
+        headers = dict(c.headers)
+        if item.thread:
+            headers["In-Reply-To"] = item.thread
+            headers["References"] = item.thread
         item.data, item.message_id = build_message(
             rendered, from_addr=c.from_addr, to_addr=item.address, from_name=c.from_name,
-            reply_to=c.reply_to, headers=c.headers, campaign=c.name, smtputf8=item.smtputf8)
+            reply_to=c.reply_to, headers=headers, campaign=c.name, smtputf8=item.smtputf8)
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
@@ -331,7 +359,22 @@ def _say(text: str) -> None:
     print(f"mailnb: {text}", flush=True)
 
 
-async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
+def _resolve(relay: Relay | Pickup | Profile,
+             options: dict[str, Any]) -> tuple[Relay | Pickup, dict[str, Any]]:
+    """A profile stands for its relay, and its pacing and journal are the defaults."""
+    if isinstance(relay, Profile):
+        return relay.relay(), {**relay.pacing_options(), **options}
+    return relay, options
+
+
+async def send_async(campaign: Campaign, relay: Relay | Pickup | Profile,
+                     **options: Any) -> pd.DataFrame:
+    """The async core of :func:`send`; same parameters, same result."""
+    relay, options = _resolve(relay, options)
+    return await _send(campaign, relay, **options)
+
+
+async def _send(campaign: Campaign, relay: Relay | Pickup, *,
                      journal: Journal | str | Path | None = None, dry_run: bool = False,
                      limit: int | None = None, rate: str | None = None,
                      daily_cap: int | None = None, block: int | tuple | None = None,
@@ -342,7 +385,6 @@ async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
                      progress: str | bool | None = "auto", max_size: int = DEFAULT_MAX_SIZE,
                      stop: threading.Event | None = None, _stats: Stats | None = None,
                      _progress: Progress | None = None) -> pd.DataFrame:
-    """The async core of :func:`send`; same parameters, same result."""
     if not isinstance(relay, (Relay, Pickup)):
         raise ConfigError("relay must be a mailnb.Relay (SMTP) or mailnb.Pickup (write .eml files)")
     if not isinstance(retries, int) or retries < 0:
@@ -364,8 +406,39 @@ async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
         j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
         states = j.states(campaign.name)
     claimable = {"pending", "deferred"} | ({"unknown"} if resend_unknown else set())
+    if campaign.follow_up:
+        if campaign.follow_up == campaign.name:
+            raise ConfigError("a follow-up needs a campaign name of its own, e.g. "
+                              f"{campaign.name + '-reminder'!r}")
+        earlier = j.history(campaign.follow_up)
+        earlier = earlier[earlier["status"] == "sent"]
+        if earlier.empty:
+            raise ConfigError(f"campaign {campaign.follow_up!r} has no sent messages in the "
+                              f"journal {getattr(j, 'path', j)}; nothing to follow up")
+        threads = dict(zip(earlier["key"], earlier["message_id"]))
+        unreached = [it for it in items if it.key not in threads]
+        items = [it for it in items if it.key in threads]
+        for it in items:
+            it.thread = threads[it.key]
+        if unreached:
+            _say(f"{len(unreached)} recipient(s) never got {campaign.follow_up!r}: no reminder "
+                 "for them")
     todo = [it for it in items if states.get(it.key, "pending") in claimable]
     done_before = len(items) - len(todo)
+    # the suppression list is read at send time too: an address that bounced since the audience
+    # was built is skipped
+    suppressed: list[tuple[Item, str]] = []
+    if hasattr(j, "suppressions"):
+        sup = j.suppressions()
+        if len(sup):
+            keep = []
+            for it in todo:
+                note = sup.match(it.address.casefold())
+                if note is None:
+                    keep.append(it)
+                else:
+                    suppressed.append((it, note))
+            todo = keep
 
     # -- the preflight: render every row to send; any problem and nothing is sent ----------------
     problems: list[tuple[Any, str, str]] = []
@@ -427,6 +500,11 @@ async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
                          meta={"pacing": pacing.describe(), "relay": relay.describe()})
     recovered = j.recover(campaign.name, run_id)
     j.add_recipients(campaign.name, ((it.key, it.address, encode_row(it.row)) for it in items))
+    for it, note in suppressed:
+        j.record(campaign.name, it.key, run_id, "skipped", reply=f"suppressed: {note}",
+                 attempt=False)
+    if suppressed:
+        _say(f"{len(suppressed)} recipient(s) are on the suppression list: skipped")
     if recovered:
         _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
              f"'unknown' and not resent (pass resend_unknown=True to resend them)")
@@ -504,7 +582,7 @@ async def send_async(campaign: Campaign, relay: Relay | Pickup, *,
     return out
 
 
-def send(campaign: Campaign, relay: Relay | Pickup, **options: Any) -> pd.DataFrame:
+def send(campaign: Campaign, relay: Relay | Pickup | Profile, **options: Any) -> pd.DataFrame:
     """Send a campaign and return one row per sendable recipient (the audience's index):
     ``address``, ``status``, ``code``, ``reply``, ``attempts``, ``message_id``, ``sent_at`` and
     ``this_run``.
@@ -515,9 +593,13 @@ def send(campaign: Campaign, relay: Relay | Pickup, **options: Any) -> pd.DataFr
     ``requeue_errors`` (failed/deferred to unsent after), ``resend_unknown``, ``backup`` (a path
     pattern for a copy of each sent message), ``progress`` (``"auto"``, ``"text"``, None).
 
+    ``relay`` may be a :class:`~mailnb.settings.Profile`: its relay, pacing and journal are used,
+    and options given here override them.
+
     Works in a script, a notebook cell and under papermill; interrupting stops after the messages
     in flight, and the next run resumes.
     """
+    relay, options = _resolve(relay, options)
     stop = threading.Event()
     stats = Stats()
     prog_mode = options.pop("progress", "auto")
@@ -530,7 +612,7 @@ def send(campaign: Campaign, relay: Relay | Pickup, **options: Any) -> pd.DataFr
             holder["p"].refresh()
 
     try:
-        return run_sync(send_async(campaign, relay, stop=stop, _stats=stats, progress=None,
+        return run_sync(_send(campaign, relay, stop=stop, _stats=stats, progress=None,
                                    **options),
                         tick=tick, on_interrupt=stop.set)
     finally:
@@ -546,3 +628,30 @@ def history(campaign: str | None = None, journal: Journal | str | Path | None = 
 
 
 __all__ = ["Campaign", "send", "send_async", "history"]
+
+
+async def send_test_message_async(relay: Relay | Pickup, to: str, *, from_addr: str,
+                                  from_name: str | None = None) -> Delivery:
+    relay.validate()
+    try:
+        to_addr = normalize(to or "", allow_test_domains=True)
+        sender = normalize(from_addr or "", allow_test_domains=True)
+    except Exception as err:
+        raise ConfigError(f"test message: {err}") from None
+    rendered = Template("mailnb test message",
+                        text=f"This is a test message from mailnb through {relay.describe()}.\n"
+                        "If you can read it, the relay settings work.").render({})
+    data, _ = build_message(rendered, from_addr=sender.address, from_name=from_name,
+                            to_addr=to_addr.address, smtputf8=to_addr.smtputf8)
+    password = relay.resolve_password() if isinstance(relay, Relay) else None
+    conn = open_connection(relay, password)
+    try:
+        return await conn.send(sender.address, to_addr.address, data, smtputf8=to_addr.smtputf8)
+    finally:
+        await conn.close()
+
+
+def send_test_message(relay: Relay | Pickup, to: str, *, from_addr: str,
+                      from_name: str | None = None) -> Delivery:
+    """Send one short test message to ``to`` and return its Delivery (status, code, reply)."""
+    return run_sync(send_test_message_async(relay, to, from_addr=from_addr, from_name=from_name))

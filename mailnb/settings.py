@@ -206,3 +206,269 @@ class Pickup:
 
     def describe(self) -> str:
         return f"files in {self.folder}"
+
+
+# -- profiles ---------------------------------------------------------------------------------------
+PROFILE_ENV = "MAILNB_PROFILE"
+CONFIG_DIR_ENV = "MAILNB_CONFIG_DIR"
+IMAP_PASSWORD_ENV = "MAILNB_IMAP_PASSWORD"
+FORMATS = ("both", "text", "html")
+
+
+@dataclass(frozen=True)
+class Preset:
+    label: str
+    host: str
+    port: int
+    security: str
+    daily_cap: int | None
+    note: str = ""
+    username_hint: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "custom": Preset("Custom", "", 587, "starttls", None),
+    "gmail": Preset("Gmail", "smtp.gmail.com", 587, "starttls", 500,
+                    "Gmail needs an app password (Google account > Security > App passwords) and "
+                    "sends at most 500 messages a day (2,000 with Google Workspace).",
+                    "you@gmail.com"),
+    "outlook": Preset("Outlook.com / Hotmail", "smtp-mail.outlook.com", 587, "starttls", 300,
+                      "Outlook.com accounts send at most 300 messages a day.", "you@outlook.com"),
+    "office365": Preset("Office 365", "smtp.office365.com", 587, "starttls", 10000,
+                        "Office 365 allows 10,000 recipients a day; SMTP AUTH must be enabled for "
+                        "the mailbox.", "you@yourorg.example"),
+    "ses": Preset("Amazon SES", "email-smtp.{region}.amazonaws.com", 587, "starttls", 200,
+                  "Amazon SES: the username and password are SMTP credentials from the SES console; "
+                  "the sandbox allows 200 messages a day to verified addresses.", "AKIA..."),
+    "sendgrid": Preset("SendGrid", "smtp.sendgrid.net", 587, "starttls", 100,
+                       "SendGrid: the username is the word 'apikey' and the password an API key.",
+                       "apikey"),
+    "mailgun": Preset("Mailgun", "smtp.mailgun.org", 587, "starttls", 100,
+                      "Mailgun: SMTP credentials from the domain's settings page.",
+                      "postmaster@mg.yourdomain.example"),
+    "postmark": Preset("Postmark", "smtp.postmarkapp.com", 587, "starttls", None,
+                       "Postmark: the username and password are both the server API token.", ""),
+}
+
+
+def preset(name: str, region: str = "us-east-1") -> Preset:
+    try:
+        p = PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown provider {name!r}; choose one of {sorted(PRESETS)}") from None
+    if "{region}" in p.host:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+            raise ConfigError(f"{region!r} is not an AWS region name like 'eu-west-1'")
+        p = replace(p, host=p.host.format(region=region))
+    return p
+
+
+def config_dir() -> Path:
+    """Where profiles live: ``$MAILNB_CONFIG_DIR``, else the user's config folder (platformdirs)."""
+    if os.environ.get(CONFIG_DIR_ENV):
+        return Path(os.environ[CONFIG_DIR_ENV])
+    import platformdirs
+    return Path(platformdirs.user_config_dir("mailnb", appauthor=False))
+
+
+def _env_name(base: str, profile: str) -> str:
+    return f"{base}_{re.sub(r'[^A-Za-z0-9]', '_', profile).upper()}"
+
+
+@dataclass
+class Profile:
+    """A named set of settings: the relay, the sending preferences and the bounce mailbox.
+
+    Stored as ``<config dir>/profiles/<name>.toml`` (mode 0600) without any password: passwords come
+    from ``MAILNB_SMTP_PASSWORD_<PROFILE>``, ``MAILNB_SMTP_PASSWORD`` or the keyring (IMAP alike).
+    """
+
+    name: str = "default"
+    provider: str = "custom"
+    # relay
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"
+    requires_auth: bool = True
+    username: str = ""
+    helo: str = ""
+    timeout: float = 30.0
+    verify: bool = True
+    cafile: str = ""
+    # sending preferences
+    from_addr: str = ""
+    from_name: str = ""
+    alt_from_addr: str = ""
+    alt_from_name: str = ""
+    reply_to: str = ""
+    footer: str = ""
+    email_format: str = "both"
+    rate: str = ""
+    daily_cap: int = 0
+    block_size: int = 0
+    block_pause: str = ""
+    concurrency: int = 1
+    limit: int = 0
+    exclusion_policy: str = "global"
+    journal: str = ""
+    # bounce mailbox
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_security: str = "tls"
+    imap_username: str = ""
+    imap_cafile: str = ""
+    bounce_address: str = ""
+    bounce_folder: str = "INBOX"
+    bounce_threshold: int = 3
+    processed_folder: str = ""
+
+    # -- derived values ------------------------------------------------------------------------------
+    def relay(self, password: Any = None) -> Relay:
+        """The relay of this profile (the password is looked up when a connection needs it)."""
+        if not self.host:
+            raise ConfigError(f"profile {self.name!r} has no relay host; set it in the setup "
+                              "notebook (relay_form) or with Profile(host=...)")
+        env = _env_name(SMTP_PASSWORD_ENV, self.name)
+        return Relay(self.host, self.port, self.security,
+                     username=self.username if self.requires_auth and self.username else None,
+                     password=password, password_env=env if os.environ.get(env) else
+                     SMTP_PASSWORD_ENV, helo=self.helo or None, timeout=self.timeout,
+                     verify=self.verify, cafile=self.cafile or None)
+
+    def sender(self, alternate: bool = False) -> tuple[str, str | None]:
+        """(From address, From name); the alternate From falls back to the main one."""
+        if alternate and self.alt_from_addr:
+            return self.alt_from_addr, (self.alt_from_name or self.from_name or None)
+        if not self.from_addr:
+            raise ConfigError(f"profile {self.name!r} has no From address; set from_addr in the "
+                              "preferences")
+        return self.from_addr, self.from_name or None
+
+    def pacing_options(self) -> dict[str, Any]:
+        """The profile's pacing as keyword arguments for :func:`mailnb.send`."""
+        out: dict[str, Any] = {"concurrency": self.concurrency or 1}
+        if self.rate:
+            out["rate"] = self.rate
+        if self.daily_cap:
+            out["daily_cap"] = self.daily_cap
+        if self.block_size:
+            out["block"] = (self.block_size, self.block_pause or 0)
+        if self.limit:
+            out["limit"] = self.limit
+        if self.journal:
+            out["journal"] = self.journal
+        return out
+
+    def imap_password(self) -> Secret:
+        env = _env_name(IMAP_PASSWORD_ENV, self.name)
+        return find_password(kind="imap", username=self.imap_username, host=self.imap_host,
+                             env=env if os.environ.get(env) else IMAP_PASSWORD_ENV)
+
+    # -- checks -------------------------------------------------------------------------------------
+    def problems(self) -> dict[str, str]:
+        """Field -> what is wrong, for every field that is set but invalid (live form checks)."""
+        from .recipients import normalize
+        out: dict[str, str] = {}
+        if self.host and not valid_hostname(self.host):
+            out["host"] = "not a valid host name or IP address"
+        if not 1 <= int(self.port or 0) <= 65535:
+            out["port"] = "out of range (1-65535)"
+        if self.security not in SECURITY:
+            out["security"] = f"one of {', '.join(SECURITY)}"
+        for f in ("from_addr", "alt_from_addr", "reply_to", "bounce_address"):
+            value = getattr(self, f)
+            if value:
+                try:
+                    normalize(value, allow_test_domains=True)
+                except Exception as err:
+                    out[f] = str(err)
+        if self.email_format not in FORMATS:
+            out["email_format"] = f"one of {', '.join(FORMATS)}"
+        if self.rate:
+            from .pacing import parse_rate
+            try:
+                parse_rate(self.rate)
+            except ConfigError as err:
+                out["rate"] = str(err)
+        if self.block_pause:
+            from .pacing import parse_duration
+            try:
+                parse_duration(self.block_pause)
+            except ConfigError as err:
+                out["block_pause"] = str(err)
+        if self.exclusion_policy not in ("global", "campaign"):
+            out["exclusion_policy"] = "global or campaign"
+        if self.imap_host and not valid_hostname(self.imap_host):
+            out["imap_host"] = "not a valid host name or IP address"
+        if not 1 <= int(self.imap_port or 0) <= 65535:
+            out["imap_port"] = "out of range (1-65535)"
+        if self.imap_security not in ("tls", "starttls"):
+            out["imap_security"] = "tls or starttls"
+        if int(self.bounce_threshold) < 1:
+            out["bounce_threshold"] = "at least 1"
+        return out
+
+    # -- storage ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+        return asdict(self)
+
+    def save(self, folder: str | Path | None = None) -> Path:
+        """Write the profile as TOML (mode 0600). No password is ever written."""
+        import tomli_w
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
+            raise ConfigError(f"profile name {self.name!r}: use letters, digits, '.', '_' or '-'")
+        bad = self.problems()
+        if bad:
+            raise ConfigError("cannot save profile: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                   bad.items()))
+        path = Path(folder or config_dir()) / "profiles" / f"{self.name}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in self.to_dict().items() if k != "name"}
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"# mailnb profile. Passwords are never stored here: see the README.\n")
+            f.write(tomli_w.dumps(data).encode())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, name: str | None = None, folder: str | Path | None = None) -> Profile:
+        """Load a profile by name (default: ``$MAILNB_PROFILE`` or ``default``)."""
+        import tomllib
+        name = name or os.environ.get(PROFILE_ENV) or "default"
+        path = Path(folder or config_dir()) / "profiles" / f"{name}.toml"
+        if not path.is_file():
+            have = list_profiles(folder)
+            raise ConfigError(f"no profile {name!r} in {path.parent} (profiles there: "
+                              f"{have or 'none'}). Create it with the setup notebook or "
+                              f"mailnb.Profile(name={name!r}, ...).save()")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(name=name, **data)
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+    def describe(self) -> str:
+        relay = f"{self.host}:{self.port} ({self.security})" if self.host else "no relay"
+        return f"profile {self.name!r}: {relay}, From {self.from_addr or '(not set)'}"
+
+    def _repr_html_(self) -> str:
+        import html as h
+        rows = "".join(f"<tr><td>{h.escape(k)}</td><td>{h.escape(str(v))}</td></tr>"
+                       for k, v in self.to_dict().items() if v not in ("", 0, None))
+        return f"<div><b>{h.escape(self.describe())}</b><table>{rows}</table></div>"
+
+
+def list_profiles(folder: str | Path | None = None) -> list[str]:
+    d = Path(folder or config_dir()) / "profiles"
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []

@@ -72,3 +72,19 @@ def _no_real_network(monkeypatch):
     # every relay in the tests is on loopback; fail loudly if a test points elsewhere
     monkeypatch.delenv("MAILNB_SMTP_PASSWORD", raising=False)
     os.environ.setdefault("MAILNB_JOURNAL", "/nonexistent-do-not-use/journal.sqlite")
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """A private Dovecot on loopback (IMAP, IMAPS, POP3, POP3S), for the whole session."""
+    from mailservers import Dovecot
+    d = Dovecot().start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    d = tmp_path / "config"
+    monkeypatch.setenv("MAILNB_CONFIG_DIR", str(d))
+    return d

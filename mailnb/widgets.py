@@ -1,0 +1,295 @@
+"""ipywidgets forms for the relay, the sending preferences and the bounce mailbox.
+
+Thin views over plain functions: each field edits a :class:`~mailnb.settings.Profile` attribute and
+is checked live with ``Profile.problems()``; each button calls a function a script can call too
+(``check_relay``, ``send_test_message``, ``Profile.save``, ``mailbox.list_folders``). Passwords are
+typed into a password field, moved at once into a :class:`~mailnb.settings.Secret` held in memory,
+and the field is cleared, so the value is not kept in the widget's state or the notebook.
+"""
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import ipywidgets as W
+
+from .errors import MailnbError
+from .settings import PRESETS, SECURITY, Profile, Secret, preset
+
+_OK = "<span style='color:#2a7'>✓</span>"
+
+
+def apply_preset(profile: Profile, provider: str, region: str = "us-east-1") -> Profile:
+    """A copy of the profile with the provider's server, port, security and daily limit filled in.
+    Warns with the provider's note (Gmail: app passwords and 500 a day)."""
+    p = preset(provider, region)
+    if p.note:
+        warnings.warn(p.note, stacklevel=2)
+    changes: dict[str, Any] = {"provider": provider}
+    if provider != "custom":
+        changes.update(host=p.host, port=p.port, security=p.security,
+                       daily_cap=p.daily_cap or 0, requires_auth=True)
+    return replace(profile, **changes)
+
+
+class _Form(W.VBox):
+    """A form bound to profile attributes: (attribute, label, widget) rows with a live check each."""
+
+    FIELDS: tuple[tuple[str, str, Callable[[], W.Widget]], ...] = ()
+    TITLE = ""
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        # the forms share one profile: what one form changes, the others save too
+        self.profile = profile if profile is not None else Profile()
+        self.inputs: dict[str, W.Widget] = {}
+        self.checks: dict[str, W.HTML] = {}
+        rows: list[W.Widget] = [W.HTML(f"<b>{self.TITLE}</b>")]
+        for attr, label, make in self.FIELDS:
+            w = make()
+            w.description = label
+            w.style = {"description_width": "150px"}
+            w.value = getattr(self.profile, attr)
+            w.observe(self._changed, names="value")
+            self.inputs[attr] = w
+            self.checks[attr] = W.HTML()
+            rows.append(W.HBox([w, self.checks[attr]]))
+        self.message = W.HTML()
+        self.buttons = self._buttons()
+        rows += [W.HBox(self.buttons), self.message]
+        super().__init__(rows)
+        self.validate()
+
+    def _buttons(self) -> list[W.Widget]:
+        self.save_button = W.Button(description="Save profile", icon="save")
+        self.save_button.on_click(lambda _: self.save())
+        return [self.save_button]
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        self.validate()
+
+    def read(self) -> Profile:
+        """The profile with the form's values."""
+        for attr, w in self.inputs.items():
+            value = w.value
+            if isinstance(getattr(Profile(), attr), str) and value is None:
+                value = ""
+            setattr(self.profile, attr, value)
+        return self.profile
+
+    def validate(self) -> dict[str, str]:
+        """Check every field; show a check mark or the reason next to it. Returns the problems."""
+        problems = self.read().problems()
+        for attr, box in self.checks.items():
+            if attr in problems:
+                box.value = f"<span style='color:#c00'>✗ {html.escape(problems[attr])}</span>"
+            else:
+                box.value = _OK if self.inputs[attr].value not in ("", None) else ""
+        return problems
+
+    def say(self, text: str, ok: bool = True) -> None:
+        color = "#2a7" if ok else "#c00"
+        self.message.value = f"<div style='color:{color}'>{html.escape(text)}</div>"
+
+    def save(self) -> str:
+        """Save the profile (never a password). Returns the path, or the reason it failed."""
+        try:
+            path = self.read().save()
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return str(err)
+        self.say(f"saved {path}")
+        return str(path)
+
+
+def _text() -> W.Text:
+    return W.Text(continuous_update=True)
+
+
+def _int() -> W.IntText:
+    return W.IntText()
+
+
+class _PasswordField:
+    """A password field whose value moves into a Secret and leaves the widget at once."""
+
+    def __init__(self, label: str) -> None:
+        self.secret: Secret | None = None
+        self.widget = W.Password(description=label, continuous_update=False,
+                                 placeholder="typed here, kept in memory only",
+                                 style={"description_width": "150px"})
+        self.widget.observe(self._take, names="value")
+
+    def _take(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.secret = Secret(change["new"])
+            self.widget.value = ""
+            self.widget.placeholder = "•••••••• (held in memory for this session)"
+
+    def set(self, value: str) -> None:
+        self.widget.value = value
+
+
+class RelayForm(_Form):
+    """The relay: provider preset, server, port, security, login; Test connection, Send test
+    message, Save profile."""
+
+    TITLE = "SMTP relay"
+    FIELDS = (
+        ("host", "Server", _text),
+        ("port", "Port", _int),
+        ("security", "Security", lambda: W.Dropdown(options=list(SECURITY))),
+        ("requires_auth", "Requires login", lambda: W.Checkbox(indent=False)),
+        ("username", "Username", _text),
+        ("helo", "HELO name", _text),
+        ("cafile", "CA file", _text),
+        ("verify", "Verify certificate", lambda: W.Checkbox(indent=False)),
+    )
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.password = _PasswordField("Password")
+        self.provider = W.Dropdown(options=[(p.label, k) for k, p in PRESETS.items()],
+                                   description="Provider", style={"description_width": "150px"})
+        self.region = W.Text(value="us-east-1", description="SES region",
+                             style={"description_width": "150px"})
+        self.note = W.HTML()
+        self.test_to = W.Text(description="Test to", placeholder="you@example.org",
+                              style={"description_width": "150px"})
+        super().__init__(profile)
+        self.provider.value = self.profile.provider if self.profile.provider in PRESETS else "custom"
+        self.provider.observe(lambda _: self.use_preset(), names="value")
+        self.children = (self.children[:1] + (self.provider, self.region, self.note)
+                         + self.children[1:-2] + (self.password.widget, self.test_to)
+                         + self.children[-2:])
+
+    def _buttons(self) -> list[W.Widget]:
+        self.test_button = W.Button(description="Test connection", icon="plug")
+        self.test_button.on_click(lambda _: self.test_connection())
+        self.send_button = W.Button(description="Send test message", icon="envelope")
+        self.send_button.on_click(lambda _: self.send_test())
+        return [self.test_button, self.send_button, *super()._buttons()]
+
+    def use_preset(self) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                updated = apply_preset(self.read(), self.provider.value, self.region.value)
+            except MailnbError as err:
+                self.say(str(err), ok=False)
+                return
+        for attr in ("host", "port", "security", "requires_auth"):
+            self.inputs[attr].value = getattr(updated, attr)
+        self.profile.provider = updated.provider
+        self.profile.daily_cap = updated.daily_cap
+        self.note.value = "".join(f"<div>⚠️ {html.escape(str(w.message))}</div>" for w in caught)
+
+    def test_connection(self) -> Any:
+        """Connect, TLS, login, quit (``check_relay``); shows each step. Returns the report."""
+        from .transports import check_relay
+        try:
+            report = check_relay(self.read().relay(self.password.secret))
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return None
+        self.message.value = report._repr_html_()
+        return report
+
+    def send_test(self) -> Any:
+        """Send one test message to the address in "Test to"."""
+        from .sender import send_test_message
+        prof = self.read()
+        try:
+            result = send_test_message(prof.relay(self.password.secret), self.test_to.value,
+                                       from_addr=prof.from_addr or prof.username,
+                                       from_name=prof.from_name or None)
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return None
+        self.say(f"test message: {result.status} ({result.reply})", ok=result.ok)
+        return result
+
+
+class PreferencesForm(_Form):
+    """From, Reply-To, footer, format, pacing, exclusion policy and journal."""
+
+    TITLE = "Sending preferences"
+    FIELDS = (
+        ("from_addr", "From address", _text),
+        ("from_name", "From name", _text),
+        ("alt_from_addr", "Alternate From", _text),
+        ("alt_from_name", "Alternate name", _text),
+        ("reply_to", "Reply-To", _text),
+        ("footer", "Default footer", lambda: W.Textarea(rows=3)),
+        ("email_format", "Format", lambda: W.Dropdown(options=["both", "text", "html"])),
+        ("rate", "Rate (600/h)", _text),
+        ("daily_cap", "Daily cap", _int),
+        ("block_size", "Block size", _int),
+        ("block_pause", "Block pause", _text),
+        ("concurrency", "Connections", lambda: W.BoundedIntText(min=1, max=100)),
+        ("limit", "Limit per run", _int),
+        ("exclusion_policy", "Unsubscribes",
+         lambda: W.Dropdown(options=[("all campaigns", "global"), ("per campaign", "campaign")])),
+        ("journal", "Journal file", _text),
+    )
+
+
+class BounceForm(_Form):
+    """The bounce mailbox: IMAP server, login, the folder to monitor, the threshold."""
+
+    TITLE = "Bounce mailbox"
+    FIELDS = (
+        ("imap_host", "IMAP server", _text),
+        ("imap_port", "Port", _int),
+        ("imap_security", "Security", lambda: W.Dropdown(options=["tls", "starttls"])),
+        ("imap_username", "Username", _text),
+        ("imap_cafile", "CA file", _text),
+        ("bounce_address", "Bounce address", _text),
+        ("bounce_folder", "Folder", lambda: W.Combobox(ensure_option=False)),
+        ("bounce_threshold", "Soft bounces", _int),
+        ("processed_folder", "Move processed to", _text),
+    )
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.password = _PasswordField("IMAP password")
+        super().__init__(profile)
+        self.children = self.children[:-2] + (self.password.widget,) + self.children[-2:]
+
+    def _buttons(self) -> list[W.Widget]:
+        self.list_button = W.Button(description="List folders", icon="folder")
+        self.list_button.on_click(lambda _: self.list_folders())
+        return [self.list_button, *super()._buttons()]
+
+    def list_folders(self) -> list[str]:
+        """Fetch the mailbox's folders and offer them in the Folder field."""
+        from .mailbox import list_folders
+        try:
+            names = list_folders(self.read(), password=self.password.secret)
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return []
+        self.inputs["bounce_folder"].options = names
+        self.say(f"{len(names)} folders: {', '.join(names)}")
+        return names
+
+
+def relay_form(profile: Profile | str | None = None) -> RelayForm:
+    return RelayForm(_profile(profile))
+
+
+def preferences_form(profile: Profile | str | None = None) -> PreferencesForm:
+    return PreferencesForm(_profile(profile))
+
+
+def bounce_form(profile: Profile | str | None = None) -> BounceForm:
+    return BounceForm(_profile(profile))
+
+
+def _profile(profile: Profile | str | None) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return Profile.load(profile)
+    except MailnbError:
+        return Profile(name=profile or "default")

@@ -1,0 +1,137 @@
+"""The three notebooks executed by papermill with a real kernel, against real servers on loopback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from conftest import PASSWORD, USER, people
+
+from mailnb import Profile
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def run(name, out, **params):
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=params,
+                               cwd=str(out.parent), progress_bar=False, kernel_name="python3")
+    nb = nbformat.read(str(out), as_version=4)
+    text = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                text.append(o["text"])
+            elif "data" in o:
+                text.append(str(o["data"].get("text/plain", "")))
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("name", ["campaign", "setup", "bounces"])
+def test_committed_without_outputs(name):
+    nb = nbformat.read(str(NOTEBOOKS / f"{name}.ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+
+
+def test_campaign_twice_sends_once_and_leaks_no_password(smtp_factory, certs, tmp_path,
+                                                         config_dir, monkeypatch):
+    server = smtp_factory("starttls", auth={USER: PASSWORD})
+    monkeypatch.setenv("MAILNB_SMTP_PASSWORD", PASSWORD)
+    journal = tmp_path / "journal.sqlite"
+    Profile(name="nb", host="127.0.0.1", port=server.port, security="starttls", username=USER,
+            cafile=certs["ca"], from_addr="team@example.org", from_name="Team",
+            journal=str(journal)).save()
+    df = people(6)
+    df.loc[5, "email"] = "broken@"
+    df.to_csv(tmp_path / "people.csv", index=False)
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("Hi {{ first_name }}")
+    (tpl / "body.txt").write_text("Your slot: {{ slot }}")
+    params = dict(profile="nb", recipients=str(tmp_path / "people.csv"), template=str(tpl),
+                  campaign="nb-test", dry_run=False)
+    out1 = run("campaign", tmp_path / "run1.ipynb", **params)
+    assert "SUMMARY campaign=nb-test dry_run=False sent=5 excluded=1" in out1
+    assert len(server.recorder.messages) == 5
+    out2 = run("campaign", tmp_path / "run2.ipynb", **params)
+    assert "5 done before" in out2 and "0 sent" in out2
+    assert len(server.recorder.messages) == 5                 # the re-run sent nothing
+    assert (tmp_path / "results-nb-test.csv").is_file()
+    # the password is in none of what the runs left behind
+    from mailnb import SQLiteJournal
+    with SQLiteJournal(journal) as j:
+        j.db.execute("PRAGMA wal_checkpoint(FULL)")
+    files = [tmp_path / "run1.ipynb", tmp_path / "run2.ipynb", config_dir / "profiles" / "nb.toml",
+             tmp_path / "results-nb-test.csv", *tmp_path.glob("journal.sqlite*")]
+    for f in files:
+        assert PASSWORD.encode() not in f.read_bytes(), f
+
+
+def test_campaign_dry_run_by_default(smtp, tmp_path, config_dir):
+    Profile(name="dry", host="127.0.0.1", port=smtp.port, security="none", requires_auth=False,
+            from_addr="team@example.org", journal=str(tmp_path / "j.sqlite")).save()
+    out = run("campaign", tmp_path / "dry.ipynb", profile="dry", campaign="dry-test")
+    assert "DRY RUN" in out and "would send=8" in out
+    assert smtp.recorder.messages == []
+
+
+def test_setup_notebook_saves_a_profile_from_parameters(tmp_path, config_dir):
+    out = run("setup", tmp_path / "setup.ipynb", profile="made", provider="gmail",
+              username="me@gmail.com", from_addr="me@gmail.com", save=True)
+    p = Profile.load("made")
+    assert (p.host, p.port, p.daily_cap) == ("smtp.gmail.com", 587, 500)
+    assert "profile 'made'" in out
+
+
+def test_cli_send_and_check(smtp_factory, certs, tmp_path, config_dir):
+    server = smtp_factory("starttls", auth={USER: PASSWORD})
+    people(3).to_csv(tmp_path / "p.csv", index=False)
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("Hi {{ first_name }}")
+    (tpl / "body.txt").write_text("x")
+    env = {"PATH": "/usr/bin:/bin", "MAILNB_SMTP_PASSWORD": PASSWORD,
+           "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
+    base = [sys.executable, "-m", "mailnb.cli"]
+    relay = ["--host", "127.0.0.1", "--port", str(server.port), "--username", USER,
+             "--cafile", certs["ca"]]
+    check = subprocess.run(base + ["check"] + relay, env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 0 and "AUTH" in check.stdout and PASSWORD not in check.stdout
+    send = [*base, "send", "--recipients", str(tmp_path / "p.csv"), "--template", str(tpl),
+            "--campaign", "cli", "--from", "team@example.org", "--journal",
+            str(tmp_path / "j.sqlite"), "--results", str(tmp_path / "r.csv"), *relay]
+    r = subprocess.run(send + ["--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "DRY RUN" in r.stdout and server.recorder.messages == []
+    r = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "3 sent" in r.stdout and len(server.recorder.messages) == 3
+    r = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
+    assert "0 sent" in r.stdout and len(server.recorder.messages) == 3
+    assert (tmp_path / "r.csv").is_file()
+    other = [a if a != "cli" else "cli-2" for a in send]
+    bad = subprocess.run(other, env={**env, "MAILNB_SMTP_PASSWORD": "wrong-pw"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "refused the login" in bad.stderr
+    assert "wrong-pw" not in bad.stderr + bad.stdout and len(server.recorder.messages) == 3
+    no_from = subprocess.run([*base, "send", "--recipients", str(tmp_path / "p.csv"),
+                              "--template", str(tpl), "--campaign", "x", *relay], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert no_from.returncode != 0
+
+
+def test_demo_end_to_end(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mailnb.cli", "demo", "--output", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "sent this run:      8" in r.stdout
+    assert "duplicate" in r.stdout and "unsubscribed" in r.stdout and "invalid" in r.stdout
+    assert len(list((tmp_path / "captured").glob("*.eml"))) == 8
+    again = subprocess.run([sys.executable, "-m", "mailnb.cli", "demo", "--output", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert "sent this run:      0" in again.stdout
+    assert len(list((tmp_path / "captured").glob("*.eml"))) == 8

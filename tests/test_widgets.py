@@ -1,0 +1,86 @@
+"""The forms, driven from Python as a user would: values set, buttons clicked, real servers behind."""
+import os
+import stat
+
+from conftest import PASSWORD, USER
+
+from mailnb import Profile, widgets
+
+
+def test_relay_form_preset_and_live_checks(config_dir):
+    form = widgets.relay_form("new")
+    form.provider.value = "gmail"
+    assert form.inputs["host"].value == "smtp.gmail.com" and form.inputs["port"].value == 587
+    assert "app password" in form.note.value and form.profile.daily_cap == 500
+    form.inputs["host"].value = "smtp..bad"
+    assert "not a valid host" in form.checks["host"].value
+    form.inputs["port"].value = 70000
+    assert "out of range" in form.checks["port"].value
+    form.inputs["host"].value = "smtp.example.org"
+    form.inputs["port"].value = 587
+    assert "✓" in form.checks["host"].value and "✓" in form.checks["port"].value
+    assert "Save profile" in [b.description for b in form.buttons]
+
+
+def test_relay_form_against_a_real_server(smtp_factory, certs, config_dir):
+    server = smtp_factory("starttls", auth={USER: PASSWORD})
+    form = widgets.relay_form(Profile(name="lab", from_addr="lab@example.org"))
+    form.inputs["host"].value = "127.0.0.1"
+    form.inputs["port"].value = server.port
+    form.inputs["security"].value = "starttls"
+    form.inputs["username"].value = USER
+    form.inputs["cafile"].value = certs["ca"]
+    form.password.set(PASSWORD)
+    assert form.password.widget.value == ""                 # moved out of the widget at once
+    assert form.password.secret.reveal() == PASSWORD
+    form.test_button.click()
+    assert "AUTH" in form.message.value and "OK" in form.message.value
+    assert PASSWORD not in form.message.value
+    form.test_to.value = "me@example.com"
+    form.send_button.click()
+    assert "sent" in form.message.value
+    assert [m.rcpt_tos for m in server.recorder.messages] == [["me@example.com"]]
+    form.save_button.click()
+    path = config_dir / "profiles" / "lab.toml"
+    assert path.is_file() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert PASSWORD.encode() not in path.read_bytes()
+    assert Profile.load("lab").port == server.port
+
+
+def test_wrong_password_reported_in_the_form(smtp_factory, certs, config_dir):
+    server = smtp_factory("starttls", auth={USER: PASSWORD})
+    form = widgets.relay_form(Profile(name="lab"))
+    for k, v in dict(host="127.0.0.1", port=server.port, username=USER, cafile=certs["ca"]).items():
+        form.inputs[k].value = v
+    form.password.set("nope-" + PASSWORD)
+    report = form.test_connection()
+    assert not report.ok and "535" in form.message.value and "nope-" not in form.message.value
+
+
+def test_preferences_form_validates_and_saves(config_dir):
+    form = widgets.preferences_form(Profile(name="prefs", host="smtp.example.org"))
+    form.inputs["from_addr"].value = "not an address"
+    assert "✗" in form.checks["from_addr"].value
+    form.save_button.click()
+    assert "cannot save" in form.message.value
+    form.inputs["from_addr"].value = "team@example.org"
+    form.inputs["rate"].value = "600/h"
+    form.inputs["block_pause"].value = "2min"
+    assert "✓" in form.checks["rate"].value
+    form.save_button.click()
+    assert Profile.load("prefs").rate == "600/h"
+
+
+def test_bounce_form_lists_folders_from_dovecot(dovecot, config_dir):
+    dovecot.deliver(b"From: x@example.test\r\nSubject: x\r\n\r\nx\r\n", "Bounces")
+    form = widgets.bounce_form(Profile(name="b"))
+    for k, v in dict(imap_host="127.0.0.1", imap_port=dovecot.ports["imaps"],
+                     imap_security="tls", imap_username=dovecot.user).items():
+        form.inputs[k].value = v
+    form.password.set(dovecot.password)
+    form.list_button.click()          # without the private CA: a clear TLS error, no password
+    assert "TLS" in form.message.value and dovecot.password not in form.message.value
+    form.inputs["imap_cafile"].value = dovecot.cafile
+    form.list_button.click()
+    assert "Bounces" in form.inputs["bounce_folder"].options
+    assert "INBOX" in form.message.value
