@@ -2,7 +2,8 @@
 
 States: ``pending`` (not tried yet), ``sending`` (in flight), ``sent``, ``failed`` (permanent 5xx),
 ``deferred`` (temporary failures past the retry limit; tried again by the next run), ``skipped``, and
-``unknown`` (in flight when a run died: the relay may or may not have it; not resent unless asked).
+``unknown`` (in flight when a run died: the relay may or may not have it; not resent unless asked),
+and ``bounced`` (the relay took it, then a bounce came back for it).
 
 A state is written before a message leaves (``sending``) and after its reply, each in its own
 transaction, so a crash loses at most the knowledge of the messages in flight. The ``events`` table
@@ -31,7 +32,7 @@ from .errors import JournalError
 if TYPE_CHECKING:
     from .recipients import Suppressions
 
-STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown")
+STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown", "bounced")
 #: a run that has not written for this long is taken to be dead
 STALE_AFTER = 120.0
 JOURNAL_ENV = "MAILNB_JOURNAL"
@@ -114,6 +115,13 @@ CREATE TABLE IF NOT EXISTS events (
     code INTEGER, reply TEXT, message_id TEXT, account TEXT);
 CREATE INDEX IF NOT EXISTS events_sent ON events (account, at) WHERE status = 'sent';
 CREATE INDEX IF NOT EXISTS events_campaign ON events (campaign, key);
+CREATE TABLE IF NOT EXISTS bounce_sources (source_id TEXT PRIMARY KEY, processed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS bounces (
+    at REAL NOT NULL, source_id TEXT NOT NULL, recipient TEXT, rkey TEXT, campaign TEXT, key TEXT,
+    message_id TEXT, status TEXT, reply_code INTEGER, reason TEXT, hard INTEGER, kind TEXT,
+    diagnostic TEXT);
+CREATE INDEX IF NOT EXISTS bounces_rkey ON bounces (rkey, at);
+CREATE INDEX IF NOT EXISTS recipients_mid ON recipients (message_id);
 CREATE TABLE IF NOT EXISTS suppressions (
     key TEXT PRIMARY KEY, address TEXT NOT NULL, reason TEXT, source TEXT, added_at REAL NOT NULL);
 """
@@ -301,6 +309,84 @@ class SQLiteJournal(Journal):
         df = pd.read_sql_query("SELECT address, reason, source, added_at FROM suppressions "
                                "ORDER BY added_at", self.db)
         df["added_at"] = pd.to_datetime(df["added_at"], unit="s", utc=True)
+        return df
+
+    # -- bounces ---------------------------------------------------------------------------------------
+    def bounce_sources(self) -> set[str]:
+        return {r for (r,) in self.db.execute("SELECT source_id FROM bounce_sources")}
+
+    def record_bounces(self, source_id: str, bounces: Iterable[Any]) -> bool:
+        """Store the reports found in one mailbox message, once: a message already recorded
+        (``source_id``) is ignored, so a crash between storing and flagging never double-counts.
+        Each bounce is matched to the campaign and recipient it belongs to, by the quoted
+        Message-ID first, then by campaign header and address. Returns False if already stored."""
+        from .recipients import _key
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.execute("INSERT OR IGNORE INTO bounce_sources VALUES (?, ?)",
+                                  (source_id, now))
+            if cur.rowcount == 0:
+                return False
+            for b in bounces:
+                rkey = _key(b.recipient) if b.recipient else None
+                campaign, key = None, None
+                if b.message_id:
+                    row = self.db.execute("SELECT campaign, key FROM recipients WHERE message_id = ?",
+                                          (b.message_id,)).fetchone()
+                    if row:
+                        campaign, key = row
+                if key is None and rkey:
+                    q = "SELECT campaign, key FROM recipients WHERE lower(address) = ?"
+                    args: tuple[Any, ...] = (rkey,)
+                    if b.campaign:
+                        q += " AND campaign = ?"
+                        args += (b.campaign,)
+                    row = self.db.execute(q + " ORDER BY sent_at DESC LIMIT 1", args).fetchone()
+                    if row:
+                        campaign, key = row
+                self.db.execute(
+                    "INSERT INTO bounces VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (now, source_id, b.recipient, rkey, campaign or b.campaign, key, b.message_id,
+                     b.status, b.reply_code, b.reason, int(bool(b.hard)), b.kind,
+                     (b.diagnostic or "")[:2000]))
+                if key is not None and b.kind == "bounce":
+                    self.db.execute("UPDATE recipients SET status = 'bounced', updated_at = ?, "
+                                    "reply = ? WHERE campaign = ? AND key = ? AND status = 'sent'",
+                                    (now, f"bounced: {b.reason} {b.status or ''}".strip(),
+                                     campaign, key))
+                    self.db.execute(
+                        "INSERT INTO events (at, campaign, key, status, code, reply, message_id) "
+                        "VALUES (?,?,?,'bounced',?,?,?)", (now, campaign, key, b.reply_code,
+                                                            f"{b.reason}: {b.diagnostic[:300]}",
+                                                            b.message_id))
+        return True
+
+    def bounce_history(self, address: str) -> pd.DataFrame:
+        from .recipients import _key
+        df = pd.read_sql_query("SELECT at, kind, hard, reason, status, diagnostic, campaign, "
+                               "message_id FROM bounces WHERE rkey = ? ORDER BY at",
+                               self.db, params=(_key(address),))
+        df["hard"] = df["hard"].astype(bool)
+        return df
+
+    def last_success(self, address: str, grace_seconds: float) -> float | None:
+        """When mail to the address last got through: a success report, or a message sent more
+        than ``grace_seconds`` ago for which no bounce came back."""
+        from .recipients import _key
+        rkey = _key(address)
+        (delivered,) = self.db.execute("SELECT max(at) FROM bounces WHERE rkey = ? AND "
+                                       "kind = 'delivered'", (rkey,)).fetchone()
+        (quiet,) = self.db.execute(
+            "SELECT max(sent_at) FROM recipients r WHERE lower(address) = ? AND status = 'sent' "
+            "AND sent_at < ? AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = "
+            "r.message_id)", (rkey, time.time() - grace_seconds)).fetchone()
+        found = [t for t in (delivered, quiet) if t is not None]
+        return max(found) if found else None
+
+    def bounces(self) -> pd.DataFrame:
+        df = pd.read_sql_query("SELECT * FROM bounces ORDER BY at", self.db)
+        df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
         return df
 
     def events(self, campaign: str | None = None) -> pd.DataFrame:

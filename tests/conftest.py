@@ -7,7 +7,7 @@ import pytest
 import trustme
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smtp_servers import Recorder, start_smtp  # noqa: E402
+from smtp_servers import start_smtp  # noqa: E402
 
 import mailnb  # noqa: E402
 

@@ -135,3 +135,25 @@ def test_demo_end_to_end(tmp_path):
                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert "sent this run:      0" in again.stdout
     assert len(list((tmp_path / "captured").glob("*.eml"))) == 8
+
+
+def test_bounces_notebook(dovecot, tmp_path, config_dir, monkeypatch):
+    folder = "NbBounces"
+    raw = (b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\n"
+           b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+           b"Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\n"
+           b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n--B--\n")
+    dovecot.deliver(raw, folder)
+    monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
+    Profile(name="bx", host="smtp.example.org", imap_host="127.0.0.1",
+            imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
+            imap_cafile=dovecot.cafile, bounce_folder=folder,
+            journal=str(tmp_path / "j.sqlite")).save()
+    out = run("bounces", tmp_path / "bounces.ipynb", profile="bx")
+    assert "SUMMARY bounces=1 hard=1 suppressed=1" in out
+    out2 = run("bounces", tmp_path / "bounces2.ipynb", profile="bx")
+    assert "SUMMARY bounces=0" in out2
+    for f in (tmp_path / "bounces.ipynb", tmp_path / "bounces2.ipynb",
+              config_dir / "profiles" / "bx.toml"):
+        assert dovecot.password.encode() not in f.read_bytes()

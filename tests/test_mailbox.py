@@ -1,0 +1,199 @@
+"""The bounce mailbox on a real Dovecot (IMAPS, STARTTLS, POP3S), suppression, and the whole loop
+through a real Postfix that bounces mail into Dovecot."""
+import time
+import uuid
+
+import pytest
+from conftest import people
+from smtp_servers import Recorder, start_smtp
+
+import mailnb
+from mailnb import AuthenticationError, Template, TLSError
+from mailnb.bounces import apply_threshold, process_bounces
+from mailnb.mailbox import Mailbox, list_folders
+
+DSN = """From: MAILER-DAEMON@mx.example.org
+To: news@example.org
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; {rcpt}
+Action: failed
+Status: {status}
+Diagnostic-Code: smtp; {diag}
+
+--B
+Content-Type: message/rfc822
+
+{original}
+--B--
+"""
+
+
+def dsn(rcpt, status="5.1.1", diag="550 5.1.1 User unknown", original=""):
+    return DSN.format(rcpt=rcpt, status=status, diag=diag, original=original).encode()
+
+
+@pytest.fixture
+def folder(dovecot):
+    """A fresh folder per test."""
+    return f"B{uuid.uuid4().hex[:8]}"
+
+
+def box(dovecot, folder, **kw):
+    return Mailbox("127.0.0.1", dovecot.user, port=kw.pop("port", dovecot.ports["imaps"]),
+                   security=kw.pop("security", "tls"), folder=folder, password=dovecot.password,
+                   cafile=dovecot.cafile, **kw)
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_list_folders_both_tls_modes(dovecot, folder, security):
+    dovecot.deliver(dsn("a@example.com"), folder)
+    port = dovecot.ports["imaps" if security == "tls" else "imap"]
+    assert folder in list_folders(box(dovecot, folder, port=port, security=security))
+
+
+def test_wrong_password_and_unverified_cert(dovecot, folder):
+    with pytest.raises(AuthenticationError) as info:
+        list_folders(Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports["imaps"],
+                             password="nope-secret", cafile=dovecot.cafile))
+    assert "nope-secret" not in str(info.value)
+    with pytest.raises(TLSError):
+        list_folders(Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports["imaps"],
+                             password=dovecot.password))
+
+
+def test_process_once_and_only_once(dovecot, folder, journal):
+    for i in range(3):
+        dovecot.deliver(dsn(f"gone{i}@example.com"), folder)
+    dovecot.deliver(b"From: friend@example.org\nSubject: hello\n\nnot a bounce\n", folder)
+    found = process_bounces(None, mailbox=box(dovecot, folder), journal=journal)
+    assert sorted(found["recipient"].dropna()) == [f"gone{i}@example.com" for i in range(3)]
+    assert found["hard"].all() and found["suppressed"].all()
+    again = process_bounces(None, mailbox=box(dovecot, folder), journal=journal)
+    assert again.empty                                     # flagged: never counted twice
+    assert len(journal.bounces()) == 3
+    sup = journal.suppressed()
+    assert set(sup["address"]) == {f"gone{i}@example.com" for i in range(3)}
+    assert sup["reason"].str.contains("hard bounce: userunknown").all()
+
+
+def test_a_crash_between_storing_and_flagging_does_not_double_count(dovecot, folder, journal):
+    dovecot.deliver(dsn("x@example.com", "4.2.2", "452 4.2.2 Mailbox full"), folder)
+    from mailnb.bounces import parse
+    from mailnb.mailbox import Session
+    with Session(box(dovecot, folder)) as s:
+        (item,) = list(s.fetch())
+        journal.record_bounces(item.source_id, parse(item.raw))   # stored, then "crash"
+    found = process_bounces(None, mailbox=box(dovecot, folder), journal=journal)
+    assert found.empty and len(journal.bounces()) == 1
+
+
+def test_move_to_processed_folder_and_pop3(dovecot, folder, journal):
+    dovecot.deliver(dsn("moved@example.com"), folder)
+    done = folder + "-done"
+    process_bounces(None, mailbox=box(dovecot, folder, processed_folder=done), journal=journal)
+    from imapclient import IMAPClient
+    import ssl
+    with IMAPClient("127.0.0.1", dovecot.ports["imaps"],
+                    ssl_context=ssl.create_default_context(cafile=dovecot.cafile)) as c:
+        c.login(dovecot.user, dovecot.password)
+        assert c.select_folder(folder)[b"EXISTS"] == 0
+        assert c.select_folder(done)[b"EXISTS"] == 1
+    # POP3 reads INBOX; the journal remembers what it has seen
+    dovecot.deliver(dsn(f"pop-{folder}@example.com"), "INBOX")
+    pop = box(dovecot, "INBOX", protocol="pop3", port=dovecot.ports["pop3s"])
+    first = process_bounces(None, mailbox=pop, journal=journal)
+    assert f"pop-{folder}@example.com" in set(first["recipient"])
+    second = process_bounces(None, mailbox=pop, journal=journal)
+    assert f"pop-{folder}@example.com" not in set(second["recipient"])
+
+
+def test_soft_bounces_reach_the_threshold_and_a_success_resets(journal):
+    from mailnb.bounces import Bounce
+    soft = Bounce("full@example.com", "4.2.2", 452, "mailbox full", "mailboxfull", False)
+    for i in range(2):
+        journal.record_bounces(f"s{i}", [soft])
+    assert apply_threshold(journal, ["full@example.com"], threshold=3) == set()
+    journal.record_bounces("s2", [soft])
+    assert apply_threshold(journal, ["full@example.com"], threshold=3) == {"full@example.com"}
+    # another address: two soft bounces, then a delivery report, then one more: not suppressed
+    other = Bounce("busy@example.com", "4.2.2", 452, "full", "mailboxfull", False)
+    ok = Bounce("busy@example.com", "2.0.0", 250, "delivered", "delivered", False,
+                kind="delivered")
+    journal.record_bounces("o1", [other])
+    journal.record_bounces("o2", [other])
+    time.sleep(0.01)
+    journal.record_bounces("o3", [ok])
+    time.sleep(0.01)
+    journal.record_bounces("o4", [other])
+    assert apply_threshold(journal, ["busy@example.com"], threshold=3) == set()
+    assert "busy@example.com" not in journal.suppressions()
+    # complaints and auto-replies are never counted
+    fb = Bounce("angry@example.com", None, None, "abuse", "feedback", False, kind="feedback")
+    for i in range(5):
+        journal.record_bounces(f"f{i}", [fb])
+    assert apply_threshold(journal, ["angry@example.com"], threshold=1) == set()
+
+
+def test_end_to_end_through_postfix(dovecot, journal, tmp_path):
+    """A campaign through a real Postfix: one unknown local user (dovecot-lda says no such user)
+    and one remote address a loopback MX refuses with 550. Both bounce into Dovecot's Bounces
+    folder; process_bounces matches them to the campaign; the next send skips them."""
+    from mailservers import Postfix
+    mx = start_smtp("plain", recorder=Recorder())
+    postfix = Postfix(dovecot, mx.port).start()
+    try:
+        tag = uuid.uuid4().hex[:6]
+        addresses = [dovecot.user, f"nobody-{tag}@example.test", f"unknown-{tag}@remote.test",
+                     f"ok-{tag}@remote.test"]
+        df = people(addresses=addresses)
+        aud = mailnb.Audience(df, allow_test_domains=True)
+        tmpl = Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+        c = mailnb.Campaign(f"e2e-{tag}", aud, tmpl, from_addr=dovecot.user)
+        relay = mailnb.Relay("127.0.0.1", postfix.port, security="none")
+        res = mailnb.send(c, relay, journal=journal, progress=None)
+        assert (res["status"] == "sent").all()
+        mb = box(dovecot, "Bounces")
+        found = None
+        deadline = time.time() + 60
+        seen = []
+        while time.time() < deadline:
+            found = process_bounces(None, mailbox=mb, journal=journal)
+            seen.append(found)
+            bounced = {r for f in seen for r in f["recipient"].dropna()}
+            if {addresses[1], addresses[2]} <= bounced:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no bounces in time; postfix log:\n{postfix.log()[-3000:]}")
+        import pandas as pd
+        allb = pd.concat(seen)
+        mine = allb[allb["recipient"].isin(addresses)]
+        assert set(mine["campaign"]) == {c.name}              # matched by the quoted headers
+        assert mine["hard"].all() and set(mine["reason"]) == {"userunknown"}, \
+            mine[["recipient", "reason", "status", "diagnostic"]].to_dict("records")
+        remote = mine[mine["recipient"] == addresses[2]].iloc[0]
+        assert "550" in remote["diagnostic"]
+        h = journal.history(c.name).set_index("address")
+        assert h.loc[addresses[1], "status"] == "bounced"
+        # the next send skips the suppressed addresses
+        df2 = people(addresses=addresses)
+        aud2 = mailnb.Audience(df2, allow_test_domains=True, suppressions=journal.suppressions())
+        assert set(aud2.excluded["address"]) == {addresses[1], addresses[2]}
+        assert set(aud2.excluded["reason"]) == {"suppressed"}
+        c2 = mailnb.Campaign(f"e2e2-{tag}", mailnb.Audience(df2, allow_test_domains=True), tmpl,
+                             from_addr=dovecot.user)
+        res2 = mailnb.send(c2, relay, journal=journal, progress=None)
+        st = dict(zip(res2["address"], res2["status"]))
+        assert st[addresses[1]] == "skipped" and st[addresses[2]] == "skipped"
+        assert st[addresses[3]] == "sent"
+    finally:
+        postfix.stop()
+        mx.stop()
