@@ -54,6 +54,7 @@ def test_campaign_twice_sends_once_and_leaks_no_password(smtp_factory, certs, tm
                   campaign="nb-test", dry_run=False)
     out1 = run("campaign", tmp_path / "run1.ipynb", **params)
     assert "SUMMARY campaign=nb-test dry_run=False sent=5 excluded=1" in out1
+    assert "done: 5/5 | sent 5, failed 0, deferred 0" in out1      # the progress display's end
     assert len(server.recorder.messages) == 5
     out2 = run("campaign", tmp_path / "run2.ipynb", **params)
     assert "5 done before" in out2 and "0 sent" in out2

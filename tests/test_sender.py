@@ -348,3 +348,22 @@ def test_history_is_a_dataframe(smtp, journal):
     h = mailnb.history("test", journal=journal)
     assert isinstance(h, pd.DataFrame) and list(h["row"]) == [0, 1]
     assert str(h["sent_at"].dtype).startswith("datetime64")
+
+
+def test_follow_up_is_threaded_and_only_to_those_reached(smtp, journal):
+    df = people(4)
+    first = campaign(df.iloc[:3], name="invite")
+    r1 = mailnb.send(first, plain(smtp), journal=journal, progress=None)
+    mids = dict(zip(r1["address"], r1["message_id"]))
+    reminder = campaign(df, name="invite-reminder", follow_up="invite")
+    reminder.template = mailnb.Template("Re: Hello {{ first_name }}", text="A reminder")
+    r2 = mailnb.send(reminder, plain(smtp), journal=journal, progress=None)
+    assert list(r2["address"]) == [f"user{i}@example.com" for i in range(3)]   # user3 never got it
+    got = [m for m in smtp.recorder.messages if b"A reminder" in m.data]
+    assert len(got) == 3
+    for m in got:
+        msg = email.message_from_bytes(m.data, policy=policy.default)
+        assert msg["In-Reply-To"] == mids[m.rcpt_tos[0]] == msg["References"]
+    with pytest.raises(ConfigError, match="no sent messages"):
+        mailnb.send(campaign(df, name="r2", follow_up="never-sent"), plain(smtp), journal=journal,
+                    progress=None)
