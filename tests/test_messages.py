@@ -128,3 +128,26 @@ def test_any_merge_value_gives_a_clean_message_or_a_clear_refusal(value):
     assert body(m, "plain") == norm(r.text)
     assert body(m, "html") == norm(r.html)
     assert "<script>" not in r.html
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200), st.text(max_size=60), st.booleans())
+def test_direct_builder_parses_like_the_stdlib_one(value, name, with_html):
+    """The direct builder and EmailMessage give the same message once parsed."""
+    from mailnb.messages import _build_stdlib
+    t = Template("S {{ v }}", text="T {{ v }}", html="<p>{{ v }}</p>" if with_html else None,
+                 to_name="{{ n }}")
+    try:
+        r = t.render({"v": value, "n": name})
+    except TemplateError:
+        return
+    kw = dict(from_addr="news@example.org", to_addr="x@example.com", from_name="Nëws",
+              reply_to="help@example.org", message_id="<1@example.org>", date=1.7e9,
+              campaign="c", headers={"X-Tag": "t"})
+    fast, slow = parse(build_message(r, **kw)[0]), parse(_build_stdlib(r, **kw)[0])
+    for h in ("Subject", "From", "Reply-To", "Date", "Message-ID", "X-Mailnb-Campaign", "X-Tag"):
+        assert str(fast[h]) == str(slow[h]), h
+    assert fast.get_content_type() == slow.get_content_type()
+    assert body(fast, "plain") == body(slow, "plain")
+    assert body(fast, "html") == body(slow, "html")
+    assert not fast.defects
