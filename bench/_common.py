@@ -81,7 +81,8 @@ class Sink:
     """A counting SMTP sink in its own process: Postfix's smtp-sink, or aiosmtpd (with an optional
     delay before every reply, like a relay across the internet)."""
 
-    def __init__(self, kind: str = "aiosmtpd", delay: float = 0.0) -> None:
+    def __init__(self, kind: str = "aiosmtpd", delay: float = 0.0,
+                 pipelining: bool = True) -> None:
         self.kind, self.delay = kind, delay
         self.port = free_port()
         if kind == "smtp-sink":
@@ -89,7 +90,7 @@ class Sink:
                    f"127.0.0.1:{self.port}", "256"]
         else:
             cmd = [sys.executable, str(Path(__file__).with_name("_sink.py")), str(self.port),
-                   str(delay)]
+                   str(delay), *([] if pipelining else ["--no-pipelining"])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,15 @@ class Address:
     smtputf8: bool
 
 
+# A conservative shape that email-validator always accepts unchanged (but for the domain's case):
+# a plain dot-atom local part and an ASCII domain with an alphabetic TLD. Such addresses skip the
+# full validation, which costs ~90 us each (a million-row audience is the use case); anything else,
+# and every address when DNS checks are asked for, goes through email-validator.
+_PLAIN = re.compile(r"(?=.{6,254}$)([A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)@"
+                    r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})")
+_SPECIAL_TLDS = {"arpa", "invalid", "local", "localhost", "onion", "test"}
+
+
 def normalize(address: str, *, check_deliverability: bool = False,
               allow_test_domains: bool = False) -> Address:
     """Validate one address and return its normalised form.
@@ -45,6 +55,14 @@ def normalize(address: str, *, check_deliverability: bool = False,
     The domain is lower-cased and IDNA-encoded where the local part is ASCII (so any relay can carry
     it); a non-ASCII local part is kept in Unicode and flagged ``smtputf8``.
     """
+    text = address.strip()
+    m = _PLAIN.fullmatch(text) if not check_deliverability else None
+    if m and len(m.group(1)) <= 64 and not m.group(2).lower().startswith("xn--") and \
+            "xn--" not in m.group(2).lower() and len(m.group(2)) <= 253 and \
+            (m.group(2).rpartition(".")[2].lower() not in _SPECIAL_TLDS or
+             (allow_test_domains and m.group(2).lower().endswith(".test"))):
+        addr = f"{m.group(1)}@{m.group(2).lower()}"
+        return Address(addr, addr.casefold(), False)
     info = email_validator.validate_email(
         address.strip(), check_deliverability=check_deliverability, allow_smtputf8=True,
         test_environment=allow_test_domains)

@@ -328,22 +328,25 @@ class _Run:
 
 def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
                         run_id: str | None) -> pd.DataFrame:
-    hist = journal.history(campaign.name).set_index("key")
-    run_of = {}
+    """One row per recipient of this run's audience, in its order and with its index."""
+    hist = journal.history(campaign.name)
+    run_of: dict[str, str] = {}
     if run_id is not None and hasattr(journal, "db"):
         run_of = dict(journal.db.execute(  # type: ignore[attr-defined]
             "SELECT key, run_id FROM recipients WHERE campaign = ?", (campaign.name,)))
-    rows = []
-    for it in items:
-        if it.key in hist.index:
-            h = hist.loc[it.key]
-            rows.append((it.address, h["status"], None if pd.isna(h["code"]) else int(h["code"]),
-                         h["reply"], int(h["attempts"]), h["message_id"], h["sent_at"],
-                         run_of.get(it.key) == run_id))
-        else:
-            rows.append((it.address, "pending", None, None, 0, None, pd.NaT, False))
-    index = pd.Index([it.row for it in items], name=campaign.audience.sendable.index.name)
-    out = pd.DataFrame(rows, columns=RESULT_COLUMNS, index=index)
+    keys = pd.Series([it.key for it in items])
+    hist = hist.drop_duplicates("key").set_index("key")
+    found = hist.reindex(keys)
+    out = pd.DataFrame({
+        "address": [it.address for it in items],
+        "status": found["status"].fillna("pending").to_numpy(),
+        "code": found["code"].astype("Int64").to_numpy(),
+        "reply": found["reply"].to_numpy(),
+        "attempts": found["attempts"].fillna(0).astype(int).to_numpy(),
+        "message_id": found["message_id"].to_numpy(),
+        "sent_at": pd.to_datetime(found["sent_at"], utc=True).to_numpy(),
+        "this_run": [run_id is not None and run_of.get(k) == run_id for k in keys],
+    }, index=pd.Index([it.row for it in items], name=campaign.audience.sendable.index.name))
     out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
     return out
 

@@ -130,11 +130,13 @@ class _Replies(asyncio.Protocol):
             await self.can_write.wait()
 
     async def read(self, timeout: float) -> tuple[int, str]:
-        while not self.replies:
-            if self.lost is not None:
-                raise ConnectionResetError(f"connection lost: {self.lost}")
-            self.waiter = asyncio.get_running_loop().create_future()
-            await asyncio.wait_for(self.waiter, timeout)
+        if not self.replies:
+            async with asyncio.timeout(timeout):
+                while not self.replies:
+                    if self.lost is not None:
+                        raise ConnectionResetError(f"connection lost: {self.lost}")
+                    self.waiter = asyncio.get_running_loop().create_future()
+                    await self.waiter
         return self.replies.pop(0)
 
     def close(self) -> None:
