@@ -122,6 +122,9 @@ CREATE TABLE IF NOT EXISTS bounces (
     diagnostic TEXT);
 CREATE INDEX IF NOT EXISTS bounces_rkey ON bounces (rkey, at);
 CREATE INDEX IF NOT EXISTS recipients_mid ON recipients (message_id);
+CREATE TABLE IF NOT EXISTS unsubscribes (
+    key TEXT NOT NULL, address TEXT NOT NULL, campaign TEXT NOT NULL DEFAULT '', source TEXT,
+    at REAL NOT NULL, PRIMARY KEY (key, campaign));
 CREATE TABLE IF NOT EXISTS suppressions (
     key TEXT PRIMARY KEY, address TEXT NOT NULL, reason TEXT, source TEXT, added_at REAL NOT NULL);
 """
@@ -283,6 +286,22 @@ class SQLiteJournal(Journal):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         df["row"] = df["row"].map(lambda r: decode_row(r) if isinstance(r, str) else r)
         return df
+
+    # -- unsubscribes ----------------------------------------------------------------------------------
+    def unsubscribe(self, address: str, campaign: str | None = None, source: str = "") -> bool:
+        """Record an unsubscribe, for one campaign or (``campaign=None``) for all. False if it
+        was recorded already."""
+        from .recipients import _key
+        cur = self.db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?,?,?,?,?)",
+                              (_key(address), address, campaign or "", source, time.time()))
+        return cur.rowcount == 1
+
+    def unsubscribes(self) -> Any:
+        """The unsubscribe list, ready for ``Audience(..., unsubscribes=...)``."""
+        from .recipients import Unsubscribes
+        return Unsubscribes((addr, camp or None, f"unsubscribed via {src or 'list'}")
+                            for addr, camp, src in self.db.execute(
+                                "SELECT address, campaign, source FROM unsubscribes"))
 
     # -- suppressions ----------------------------------------------------------------------------------
     def suppress(self, address: str, reason: str, source: str = "") -> bool:

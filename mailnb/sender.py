@@ -30,7 +30,9 @@ from .progress import Progress, Stats
 from .recipients import Audience, normalize
 from .runner import run_sync
 from .settings import Pickup, Profile, Relay
-from .templates import _CONTROL, DEFAULT_MAX_SIZE, Rendered, Template
+from .signing import DKIMKey
+from .unsubscribes import Unsubscribe
+from .templates import _CONTROL, DEFAULT_MAX_SIZE, Rendered, Template, check_rendered
 from .transports import Backup, Delivery, open_connection
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
@@ -49,6 +51,11 @@ class Campaign:
 
     ``follow_up`` names an earlier campaign: this one is a reminder, sent only to the recipients
     that campaign reached, each threaded to their original message (In-Reply-To, References).
+
+    Compliance by default: every message of a non-transactional audience carries a one-click
+    List-Unsubscribe (``unsubscribe``, default: a ``mailto:`` to the Reply-To or From address with a
+    signed token; ``{{ unsubscribe_url }}`` is the link for templates), and ``dkim`` signs every
+    message.
     """
 
     name: str
@@ -63,6 +70,8 @@ class Campaign:
     key: str | None = None
     email_format: str = "both"
     follow_up: str | None = None
+    unsubscribe: Unsubscribe | None = None
+    dkim: DKIMKey | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile, name: str, audience: Audience, template: Template, *,
@@ -74,8 +83,18 @@ class Campaign:
                                   "reply_to": profile.reply_to or None,
                                   "footer": profile.footer or None,
                                   "email_format": profile.email_format}
+        if profile.unsubscribe_mailto or profile.unsubscribe_url:
+            values["unsubscribe"] = Unsubscribe(mailto=profile.unsubscribe_mailto or None,
+                                                url=profile.unsubscribe_url or None)
+        if profile.dkim_key_file:
+            values["dkim"] = DKIMKey.from_file(profile.dkim_key_file, profile.dkim_selector,
+                                               profile.dkim_domain or
+                                               profile.sender()[0].rpartition("@")[2])
         values.update(overrides)
         return cls(name, audience, template, **values)
+
+    def unsubscribe_links(self) -> Unsubscribe:
+        return self.unsubscribe or Unsubscribe(mailto=self.reply_to or self.from_addr)
 
     def validate(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or _CONTROL.search(self.name) \
@@ -137,6 +156,8 @@ class Item:
     message_id: str | None = None
     attempts: int = 0
     thread: str | None = None       # the Message-ID this message follows up
+    context: dict[str, Any] | None = None        # unsubscribe_url
+    extra_headers: dict[str, str] | None = None  # List-Unsubscribe
 
 
 @dataclass
@@ -230,16 +251,20 @@ class _Run:
         c = self.campaign
         rendered = item.rendered or c.template.render(
             item.values, row_id=item.row, default_footer=c.footer,
-            default_footer_html=c.footer_html)
+            default_footer_html=c.footer_html, context=item.context)
         if c.email_format == "text" and rendered.html is not None:
             rendered.html = None
         headers = dict(c.headers)
+        if item.extra_headers:
+            headers.update(item.extra_headers)
         if item.thread:
             headers["In-Reply-To"] = item.thread
             headers["References"] = item.thread
         item.data, item.message_id = build_message(
             rendered, from_addr=c.from_addr, to_addr=item.address, from_name=c.from_name,
             reply_to=c.reply_to, headers=headers, campaign=c.name, smtputf8=item.smtputf8)
+        if c.dkim is not None:
+            item.data = c.dkim.sign(item.data)
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
@@ -433,38 +458,54 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, *,
     suppressed: list[tuple[Item, str]] = []
     if hasattr(j, "suppressions"):
         sup = j.suppressions()
-        if len(sup):
+        unsub = j.unsubscribes() if not campaign.audience.transactional else None
+        if len(sup) or (unsub is not None and len(unsub)):
             keep = []
+            policy = campaign.audience.exclusion_policy
             for it in todo:
-                note = sup.match(it.address.casefold())
-                if note is None:
-                    keep.append(it)
+                k = it.address.casefold()
+                note = sup.match(k)
+                if note is not None:
+                    suppressed.append((it, f"suppressed: {note}"))
+                elif unsub is not None and \
+                        (u := unsub.match(k, campaign.name, policy=policy)) is not None:
+                    suppressed.append((it, f"unsubscribed: {u}"))
                 else:
-                    suppressed.append((it, note))
+                    keep.append(it)
             todo = keep
 
     # -- the preflight: render every row to send; any problem and nothing is sent ----------------
-    problems: list[tuple[Any, str, str]] = []
+    transactional = campaign.audience.transactional
+    links = campaign.unsubscribe_links()
+    secret = links.key()
+    for it in todo:
+        url, hdrs = links.links(it.address, campaign.name, secret)
+        it.context = {"unsubscribe_url": url}
+        it.extra_headers = None if transactional else hdrs
+    problems: list[tuple[Any, str, str, str]] = []
+    advised: set[tuple[str, str]] = set()
     try:
         campaign.template.compile()
     except TemplateError as err:
-        problems.append((None, err.field or "", str(err)))
+        problems.append((None, err.field or "", str(err), "error"))
     else:
         for n, it in enumerate(todo):
             try:
                 r = campaign.template.render(it.values, row_id=it.row,
                                              default_footer=campaign.footer,
-                                             default_footer_html=campaign.footer_html)
+                                             default_footer_html=campaign.footer_html,
+                                             context=it.context)
             except TemplateError as err:
-                problems.append((it.row, err.field or "", str(err)))
+                problems.append((it.row, err.field or "", str(err), "error"))
                 continue
-            if (size := r.size_estimate()) > max_size:
-                problems.append((it.row, "size", f"row {it.row!r}: about {size / 1e6:.1f} MB, "
-                                 f"over the limit of {max_size / 1e6:.1f} MB"))
+            problems.extend(check_rendered(r, it.row, max_size, advised))
             if n < KEEP_RENDERED:
                 it.rendered = r
+    for _, _, advice, _ in (p for p in problems if p[3] == "warning"):
+        _say(f"warning: {advice}")
+    problems = [p for p in problems if p[3] == "error"]
     if problems:
-        frame = pd.DataFrame(problems, columns=["row", "field", "error"])
+        frame = pd.DataFrame(problems, columns=["row", "field", "error", "severity"])
         shown = "\n".join(f"  {e}" for e in frame["error"].head(10))
         more = f"\n  ... and {len(frame) - 10} more" if len(frame) > 10 else ""
         raise PreflightError(f"the preflight found {len(frame)} problem(s); nothing was sent. "
@@ -504,10 +545,10 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, *,
     recovered = j.recover(campaign.name, run_id)
     j.add_recipients(campaign.name, ((it.key, it.address, encode_row(it.row)) for it in items))
     for it, note in suppressed:
-        j.record(campaign.name, it.key, run_id, "skipped", reply=f"suppressed: {note}",
-                 attempt=False)
+        j.record(campaign.name, it.key, run_id, "skipped", reply=note, attempt=False)
     if suppressed:
-        _say(f"{len(suppressed)} recipient(s) are on the suppression list: skipped")
+        _say(f"{len(suppressed)} recipient(s) suppressed or unsubscribed since the audience was "
+             "built: skipped")
     if recovered:
         _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
              f"'unknown' and not resent (pass resend_unknown=True to resend them)")

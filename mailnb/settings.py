@@ -311,6 +311,11 @@ class Profile:
     limit: int = 0
     exclusion_policy: str = "global"
     journal: str = ""
+    unsubscribe_mailto: str = ""
+    unsubscribe_url: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
     # bounce mailbox
     imap_host: str = ""
     imap_port: int = 993

@@ -114,6 +114,47 @@ def text_to_html(text: str) -> str:
     return "<p>" + html_lib.escape(text).replace("\n", "<br>\n") + "</p>"
 
 
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r"\balt\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.I)
+_HREF = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
+_URL = re.compile(r"^(?:https?://[^\s/?#]+\.[^\s/?#]+[^\s]*|mailto:[^\s@]+@[^\s@]+|tel:[+\d()\s.-]+|#.*)$",
+                  re.I)
+
+
+def hygiene(rendered: Rendered) -> list[tuple[str, str]]:
+    """What receiving mail filters and readers dislike, as (field, advice) pairs: no text part, an
+    HTML part that is only an image, images without alt text, malformed links."""
+    out: list[tuple[str, str]] = []
+    if not (rendered.text or "").strip():
+        out.append(("text", "the text part is empty: add text, filters distrust HTML-only mail"))
+    markup = rendered.html
+    if markup:
+        images = _IMG.findall(markup)
+        words = len(html_to_text(markup).split())
+        if images and words < 10:
+            out.append(("html", "the HTML is (almost) only images: add text, or it will look "
+                                "like spam and say nothing when images are blocked"))
+        if any(not _ALT.search(img) for img in images):
+            out.append(("html", "an image has no alt text: add alt=\"...\" for readers with "
+                                "images off and screen readers"))
+        for m in _HREF.finditer(markup):
+            href = html_lib.unescape(next(g for g in m.groups()[1:] if g is not None)).strip()
+            if href.lower().startswith("javascript:") or not _URL.match(href):
+                out.append(("html", f"link {href[:80]!r} is not a well-formed https, mailto or "
+                                    "tel address"))
+                break
+    return out
+
+
+def inline_css(markup: str) -> str:
+    """Move the rules of ``<style>`` blocks into ``style`` attributes, which is all many mail
+    programs read (css-inline, a maintained inliner)."""
+    if "<style" not in markup.lower():
+        return markup
+    import css_inline
+    return css_inline.inline(markup)
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA \
         or value is pd.NaT
@@ -153,7 +194,8 @@ class Template:
                  reply_to: str | None = None, footer: str | None = None,
                  footer_html: str | None = None, attachments: str | None = None,
                  attachment_column: str | None = None, attachment_dir: str | Path | None = None,
-                 headers: Mapping[str, str] | None = None, missing: str = "error") -> None:
+                 headers: Mapping[str, str] | None = None, missing: str = "error",
+                 css: str = "inline") -> None:
         if text is None and html is None:
             raise TemplateError("a template needs a text body, an HTML body or both "
                                 "(pass text=... and/or html=...)", field="text")
@@ -168,6 +210,9 @@ class Template:
                 self.sources[name] = src
         for name, src in (headers or {}).items():
             self.sources[f"header:{name}"] = src
+        if css not in ("inline", "keep"):
+            raise TemplateError(f"css must be 'inline' or 'keep', not {css!r}")
+        self.css = css
         self.attachment_column = attachment_column
         self.attachment_dir = Path(attachment_dir) if attachment_dir else None
         self.missing = missing
@@ -331,6 +376,8 @@ class Template:
             footer = html_to_text(footer_html)
         if footer_html is None and footer is not None:
             footer_html = text_to_html(footer)
+        if markup is not None and self.css == "inline":
+            markup = inline_css(markup)
         if markup is not None and text is None:
             text = html_to_text(markup)
         if footer:
@@ -383,6 +430,8 @@ class Template:
         """Render each sendable row of an audience (or DataFrame) in turn, without keeping them."""
         frame = audience.sendable if hasattr(audience, "sendable") else audience
         columns = [str(c) for c in frame.columns]
+        # the per-recipient unsubscribe link exists only at send time: a placeholder here
+        context = {"unsubscribe_url": "https://unsubscribe.invalid/preview", **(context or {})}
         for idx, *vals in frame.itertuples(index=True, name=None):
             try:
                 yield idx, self.render(dict(zip(columns, vals)), row_id=idx, context=context,
@@ -396,20 +445,20 @@ class Template:
         """Render every sendable row without sending; return a DataFrame of problems with columns
         ``row``, ``field`` and ``error`` (empty when all is well). Template syntax errors are
         reported with ``row`` None and the template's line number."""
-        problems: list[tuple[Any, str, str]] = []
+        problems: list[tuple[Any, str, str, str]] = []
+        columns = ["row", "field", "error", "severity"]
         try:
             self.compile()
         except TemplateError as err:
-            problems.append((None, err.field or "", str(err)))
-            return pd.DataFrame(problems, columns=["row", "field", "error"])
+            problems.append((None, err.field or "", str(err), "error"))
+            return pd.DataFrame(problems, columns=columns)
+        advised: set[tuple[str, str]] = set()
         for idx, result in self.iter_rendered(audience, context=context, **render_options):
             if isinstance(result, TemplateError):
-                problems.append((idx, result.field or "", str(result)))
-            elif (size := result.size_estimate()) > max_size:
-                problems.append((idx, "size", f"row {idx!r}: the message would be about "
-                                 f"{size / 1e6:.1f} MB, over the limit of {max_size / 1e6:.1f} MB; "
-                                 "send smaller attachments or raise max_size if your relay allows"))
-        return pd.DataFrame(problems, columns=["row", "field", "error"])
+                problems.append((idx, result.field or "", str(result), "error"))
+                continue
+            problems.extend(check_rendered(result, idx, max_size, advised))
+        return pd.DataFrame(problems, columns=columns)
 
     def preview(self, audience: Any, n: int = 3, **render_options: Any) -> Preview:
         """The first ``n`` rendered messages, shown in the cell (HTML as HTML)."""
@@ -423,6 +472,21 @@ class Template:
     def __repr__(self) -> str:
         parts = ", ".join(k for k in ("text", "html", "footer") if k in self.sources)
         return f"<Template {self.sources['subject']!r} ({parts})>"
+
+
+def check_rendered(result: Rendered, idx: Any, max_size: int,
+                   advised: set[tuple[str, str]]) -> list[tuple[Any, str, str, str]]:
+    """Size (an error) and hygiene (warnings, each reported once, at the first row it shows)."""
+    out: list[tuple[Any, str, str, str]] = []
+    if (size := result.size_estimate()) > max_size:
+        out.append((idx, "size", f"row {idx!r}: the message would be about {size / 1e6:.1f} MB, "
+                    f"over the limit of {max_size / 1e6:.1f} MB; send smaller attachments or "
+                    "raise max_size if your relay allows", "error"))
+    for field_name, advice in hygiene(result):
+        if (field_name, advice) not in advised:
+            advised.add((field_name, advice))
+            out.append((idx, field_name, f"row {idx!r}: {advice}", "warning"))
+    return out
 
 
 class Preview:

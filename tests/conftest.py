@@ -88,3 +88,9 @@ def config_dir(tmp_path, monkeypatch):
     d = tmp_path / "config"
     monkeypatch.setenv("MAILNB_CONFIG_DIR", str(d))
     return d
+
+
+@pytest.fixture(autouse=True)
+def _unsubscribe_secret(monkeypatch):
+    # the HMAC secret for unsubscribe tokens; never the user's real config folder in tests
+    monkeypatch.setenv("MAILNB_UNSUBSCRIBE_SECRET", "test-secret-for-unsubscribe-tokens")

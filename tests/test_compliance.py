@@ -1,0 +1,201 @@
+"""Compliance by default: one-click List-Unsubscribe with signed tokens, DKIM signatures that verify
+against a key served by a loopback DNS server, sender-domain checks, and a strict Postfix."""
+import email
+from email import policy
+
+import dkim
+import pytest
+from conftest import campaign, people
+from dns_server import DNSServer
+
+import mailnb
+from mailnb.dnscheck import check_sender
+from mailnb.signing import DKIMKey, generate_key
+from mailnb.unsubscribes import TokenError, Unsubscribe, from_hits, make_token, verify_token
+
+SECRET = b"test-secret-for-unsubscribe-tokens"
+
+
+def plain(server):
+    return mailnb.Relay("127.0.0.1", server.port, security="none", timeout=5)
+
+
+def received(server):
+    return {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=policy.default)
+            for m in server.recorder.messages}
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    return generate_key("mnb1", "example.org", tmp_path_factory.mktemp("dkim") / "key.pem")
+
+
+@pytest.fixture
+def dns(key):
+    name, value = key.public_record()
+    server = DNSServer({
+        ("example.org", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"],
+        (name, "TXT"): [value],
+        ("_dmarc.example.org", "TXT"): ["v=DMARC1; p=quarantine; rua=mailto:d@example.org"],
+        ("relay.example.org", "A"): ["127.0.0.1"],
+    })
+    yield server
+    server.stop()
+
+
+def test_tokens_cannot_be_forged():
+    t = make_token(SECRET, "Ann@Example.com", "spring")
+    assert verify_token(SECRET, t) == ("ann@example.com", "spring")
+    payload, sig = t.split(".")
+    other = make_token(SECRET, "bob@example.com", "spring").split(".")[0]
+    for forged in (f"{other}.{sig}", f"{payload}.{sig[:-2]}AA", make_token(b"guess", "ann@example.com",
+                                                                          "spring"), "garbage"):
+        with pytest.raises(TokenError):
+            verify_token(SECRET, forged)
+
+
+def test_list_unsubscribe_on_every_bulk_message_and_only_there(smtp, journal):
+    c = campaign(people(3))
+    c.unsubscribe = Unsubscribe(mailto="leave@example.org", url="https://example.org/u?t={token}")
+    c.template = mailnb.Template("Hi", text="Bye: {{ unsubscribe_url }}")
+    mailnb.send(c, plain(smtp), journal=journal, progress=None)
+    for address, msg in received(smtp).items():
+        lu = msg["List-Unsubscribe"]
+        assert lu.startswith("<mailto:leave@example.org?subject=unsubscribe%3A")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        token = lu.split("https://example.org/u?t=")[1].rstrip(">")
+        assert verify_token(SECRET, token) == (address, "test")
+        assert f"https://example.org/u?t={token}" in msg.get_body(("plain",)).get_content()
+    smtp.recorder.messages.clear()
+    t = mailnb.Campaign("receipts", mailnb.Audience(people(2), transactional=True),
+                        mailnb.Template("Your booking", text="Booked."), from_addr="b@example.org")
+    mailnb.send(t, plain(smtp), journal=journal, progress=None)
+    assert all("List-Unsubscribe" not in m for m in received(smtp).values())
+
+
+def test_default_is_a_mailto_to_the_sender(smtp, journal):
+    mailnb.send(campaign(people(1)), plain(smtp), journal=journal, progress=None)
+    (msg,) = received(smtp).values()
+    assert msg["List-Unsubscribe"].startswith("<mailto:news@example.org?subject=unsubscribe")
+    assert msg["List-Unsubscribe-Post"] is None          # one-click needs an https URL
+
+
+def test_unsubscribe_hits_are_honoured_by_the_next_send(smtp, journal, tmp_path):
+    df = people(4)
+    good = make_token(SECRET, "user1@example.com", "test")
+    forged = make_token(b"not-the-secret", "user2@example.com", "test")
+    import pandas as pd
+    result = from_hits(pd.DataFrame({"token": [good, forged]}), journal, policy="campaign")
+    assert list(result["result"]) == ["unsubscribed", "rejected: the unsubscribe token's "
+                                                      "signature does not match"]
+    res = mailnb.send(campaign(df), plain(smtp), journal=journal, progress=None)
+    st = dict(zip(res["address"], res["status"]))
+    assert st["user1@example.com"] == "skipped" and st["user2@example.com"] == "sent"
+    # the audience's policy decides: "global" keeps user1 out of every campaign, "campaign" only
+    # out of the one the request came from
+    glob = mailnb.send(campaign(df, name="other"), plain(smtp), journal=journal, progress=None)
+    assert dict(zip(glob["address"], glob["status"]))["user1@example.com"] == "skipped"
+    per = campaign(df, name="third")
+    per.audience = mailnb.Audience(df, campaign="third", exclusion_policy="campaign")
+    res2 = mailnb.send(per, plain(smtp), journal=journal, progress=None)
+    assert dict(zip(res2["address"], res2["status"]))["user1@example.com"] == "sent"
+    aud = mailnb.Audience(df, campaign="test", unsubscribes=journal.unsubscribes(),
+                          exclusion_policy="campaign")
+    assert list(aud.excluded["address"]) == ["user1@example.com"]
+
+
+def test_dkim_signatures_verify_against_the_published_key(smtp, journal, key, dns):
+    c = campaign(people(3))
+    c.dkim = key
+    mailnb.send(c, plain(smtp), journal=journal, progress=None)
+    assert len(smtp.recorder.messages) == 3
+    for m in smtp.recorder.messages:
+        assert m.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(m.data, dnsfunc=dns.txt_lookup)
+        signed = m.data.split(b"\r\n\r\n", 1)[0]
+        assert b"list-unsubscribe" in signed.lower() and b"d=example.org" in signed
+        tampered = m.data.replace(b"your slot is", b"your slot is NOT")
+        assert not dkim.verify(tampered, dnsfunc=dns.txt_lookup)
+
+
+def test_check_sender_pass_warn_fail(key, dns):
+    ok = check_sender(from_addr="news@example.org", relay_host="relay.example.org", dkim=key,
+                      nameserver=dns.address)
+    assert ok.ok and list(ok.to_frame()["status"]) == ["pass", "pass", "pass"], repr(ok)
+    dns.set("example.org", "TXT", ["v=spf1 ip4:192.0.2.0/24 -all"])
+    dns.set("_dmarc.example.org", "TXT", ["v=DMARC1; p=none"])
+    other = DKIMKey("mnb1", "example.org", generate_key("x", "example.org",
+                                                        "/tmp/mailnb-other-key.pem").private_key)
+    bad = check_sender(from_addr="news@example.org", relay_host="127.0.0.1", dkim=other,
+                       nameserver=dns.address)
+    f = bad.to_frame().set_index("check")
+    assert f.loc["SPF", "status"] == "fail" and "ip4:127.0.0.1" in f.loc["SPF", "fix"]
+    assert f.loc["DKIM", "status"] == "fail" and "does not match" in f.loc["DKIM", "detail"]
+    assert f.loc["DMARC", "status"] == "warn"
+    dns.set("example.org", "TXT", ["v=spf1 include:_spf.example.org ~all"])
+    dns.set("_spf.example.org", "TXT", ["v=spf1 ip4:127.0.0.0/8 -all"])
+    inc = check_sender(from_addr="news@example.org", relay_host="127.0.0.1",
+                       nameserver=dns.address).to_frame().set_index("check")
+    assert inc.loc["SPF", "status"] == "pass" and inc.loc["DKIM", "status"] == "warn"
+    none = check_sender(from_addr="news@nowhere.example", relay_host="127.0.0.1",
+                        nameserver=dns.address).to_frame().set_index("check")
+    assert none.loc["SPF", "status"] == "fail" and none.loc["DMARC", "status"] == "fail"
+    assert "_dmarc.nowhere.example" in none.loc["DMARC", "fix"]
+
+
+def test_strict_postfix_passes_every_message_unaltered(dovecot, tmp_path, journal, key, dns):
+    """Through a real Postfix with strict settings to a loopback MX: each message arrives with the
+    exact bytes mailnb sent (Postfix only prepends its Received header)."""
+    from mailservers import Postfix
+    from smtp_servers import Recorder, start_smtp
+    mx = start_smtp("plain", recorder=Recorder())
+    postfix = Postfix(dovecot, mx.port, strict=True).start()
+    try:
+        addrs = [f"r{i}@remote.test" for i in range(3)]
+        df = people(addresses=addrs[:3])
+        df["first_name"] = ["Zoë", "O'Brien \"Jr\"", "=?utf-8?q?x?="]
+        c = mailnb.Campaign("strict", mailnb.Audience(df, allow_test_domains=True),
+                            mailnb.Template("Grüße {{ first_name }} " + "long " * 30,
+                                            text="Hallo {{ first_name }}\n" + "x" * 2000,
+                                            html="<p>{{ first_name }}</p>", to_name="{{ first_name }}"),
+                            from_addr="news@example.org", from_name="Ünïcode News", dkim=key)
+        res = mailnb.send(c, mailnb.Relay("127.0.0.1", postfix.port, security="none"),
+                          journal=journal, backup=str(tmp_path / "sent" / "{recipient}.eml"),
+                          progress=None)
+        assert (res["status"] == "sent").all(), res
+        import time
+        deadline = time.time() + 30
+        while len(mx.recorder.messages) < 3 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(mx.recorder.messages) == 3, postfix.log()[-2000:]
+        sent = {p.name[:-4]: p.read_bytes() for p in (tmp_path / "sent").iterdir()}
+        for m in mx.recorder.messages:
+            original = sent[m.rcpt_tos[0]]
+            assert m.data.endswith(original), m.rcpt_tos[0]
+            added = m.data[:-len(original)]
+            assert added.startswith(b"Received:") and b"\r\n\r\n" not in added
+            assert dkim.verify(m.data, dnsfunc=dns.txt_lookup)      # still verifies downstream
+    finally:
+        postfix.stop()
+        mx.stop()
+
+
+def test_hygiene_warnings_in_the_preflight_and_css_inlined():
+    import pandas as pd
+    df = pd.DataFrame({"email": ["a@example.com", "b@example.com"], "link": ["https://e.org/x",
+                                                                           "javascript:alert(1)"]})
+    t = mailnb.Template("S", html="<html><head><style>p {color: red}</style></head><body>"
+                        "<img src='https://e.org/i.png'><p><a href='{{ link }}'>x</a></p>"
+                        "</body></html>")
+    p = t.preflight(mailnb.Audience(df))
+    assert set(p["severity"]) == {"warning"}
+    text = " ".join(p["error"])
+    assert "only images" in text and "no alt text" in text and "javascript:alert(1)" in text
+    assert list(p[p["error"].str.contains("alt text")]["row"]) == [0]      # reported once
+    r = t.render({"link": "https://e.org/x"})
+    assert 'style="color: red' in r.html                                 # inlined for mail readers
+    assert mailnb.Template("S", html="<style>p{color:red}</style><p>x</p>", css="keep").render(
+        {}).html.startswith("<style>")
+    ok = mailnb.Template("S", text="hello", html="<p>Hello there, this is a proper message with "
+                         "words and an <img src='https://e.org/a.png' alt='logo'> image.</p>")
+    assert ok.preflight(pd.DataFrame({"email": ["a@example.com"]})).empty
