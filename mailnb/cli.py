@@ -138,6 +138,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), keep_sink=False)
 
 
+def cmd_check_sender(args: argparse.Namespace) -> int:
+    from .dnscheck import check_sender
+    from .settings import Profile
+    report = check_sender(Profile.load(args.profile), nameserver=args.nameserver)
+    print(repr(report))
+    return 0 if report.ok else 1
+
+
+def cmd_dkim_key(args: argparse.Namespace) -> int:
+    from .signing import generate_key
+    generate_key(args.selector, args.domain, args.path, bits=args.bits)
+    print(f"Set dkim_selector={args.selector!r}, dkim_domain={args.domain!r} and "
+          f"dkim_key_file={args.path!r} in your profile.")
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .settings import Profile, config_dir, list_profiles
     names = list_profiles()
@@ -197,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the sample campaign through a local sink")
     d.add_argument("--output", default="mailnb-demo", help="folder for everything the demo makes")
     d.set_defaults(func=cmd_demo)
+
+    cs = sub.add_parser("check-sender", help="SPF, DKIM and DMARC of the profile's From domain")
+    cs.add_argument("--profile")
+    cs.add_argument("--nameserver", help="ask this DNS server (host:port) instead of the system's")
+    cs.set_defaults(func=cmd_check_sender)
+
+    dk = sub.add_parser("dkim-key", help="make a DKIM key pair and print the DNS record")
+    dk.add_argument("--selector", required=True)
+    dk.add_argument("--domain", required=True)
+    dk.add_argument("--path", required=True, help="where to save the private key (mode 0600)")
+    dk.add_argument("--bits", type=int, default=2048)
+    dk.set_defaults(func=cmd_dkim_key)
 
     pr = sub.add_parser("profiles", help="list the saved profiles, or show one")
     pr.add_argument("name", nargs="?")

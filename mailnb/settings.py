@@ -401,6 +401,18 @@ class Profile:
                 parse_duration(self.block_pause)
             except ConfigError as err:
                 out["block_pause"] = str(err)
+        if self.unsubscribe_url and (not self.unsubscribe_url.startswith("https://")
+                                     or "{token}" not in self.unsubscribe_url):
+            out["unsubscribe_url"] = "an https:// URL with {token} in it"
+        if self.unsubscribe_mailto:
+            try:
+                normalize(self.unsubscribe_mailto, allow_test_domains=True)
+            except Exception as err:
+                out["unsubscribe_mailto"] = str(err)
+        if self.dkim_key_file and not Path(self.dkim_key_file).expanduser().is_file():
+            out["dkim_key_file"] = "no such file (make one with mailnb.signing.generate_key)"
+        if self.dkim_key_file and not self.dkim_selector:
+            out["dkim_selector"] = "a DKIM key needs a selector"
         if self.exclusion_policy not in ("global", "campaign"):
             out["exclusion_policy"] = "global or campaign"
         if self.imap_host and not valid_hostname(self.imap_host):

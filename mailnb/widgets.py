@@ -232,7 +232,28 @@ class PreferencesForm(_Form):
         ("exclusion_policy", "Unsubscribes",
          lambda: W.Dropdown(options=[("all campaigns", "global"), ("per campaign", "campaign")])),
         ("journal", "Journal file", _text),
+        ("unsubscribe_mailto", "Unsubscribe address", _text),
+        ("unsubscribe_url", "Unsubscribe URL", _text),
+        ("dkim_selector", "DKIM selector", _text),
+        ("dkim_domain", "DKIM domain", _text),
+        ("dkim_key_file", "DKIM key file", _text),
     )
+
+    def _buttons(self) -> list[W.Widget]:
+        self.check_button = W.Button(description="Check sender domain", icon="check")
+        self.check_button.on_click(lambda _: self.check_sender())
+        return [self.check_button, *super()._buttons()]
+
+    def check_sender(self) -> Any:
+        """SPF, DKIM and DMARC of the From domain (``dnscheck.check_sender``)."""
+        from .dnscheck import check_sender
+        try:
+            report = check_sender(self.read())
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return None
+        self.message.value = report._repr_html_()
+        return report
 
 
 class BounceForm(_Form):

@@ -199,3 +199,39 @@ def test_hygiene_warnings_in_the_preflight_and_css_inlined():
     ok = mailnb.Template("S", text="hello", html="<p>Hello there, this is a proper message with "
                          "words and an <img src='https://e.org/a.png' alt='logo'> image.</p>")
     assert ok.preflight(pd.DataFrame({"email": ["a@example.com"]})).empty
+
+
+def test_unsubscribe_requests_by_mail(dovecot, journal, smtp):
+    from mailnb.mailbox import Mailbox
+    from mailnb.unsubscribes import process_unsubscribe_mailbox
+    folder = "Unsub"
+    good = make_token(SECRET, "user2@example.com", "test")
+    forged = make_token(b"guessed", "user3@example.com", "test")
+    for token in (good, forged):
+        dovecot.deliver(f"From: someone@example.com\nTo: news@example.org\n"
+                        f"Subject: unsubscribe:{token}\n\nplease\n".encode(), folder)
+    mb = Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports["imaps"], folder=folder,
+                 password=dovecot.password, cafile=dovecot.cafile)
+    out = process_unsubscribe_mailbox(mb, journal, policy="global")
+    assert sorted(out["result"]) == ["rejected: the unsubscribe token's signature does not match",
+                                      "unsubscribed"]
+    assert process_unsubscribe_mailbox(mb, journal).empty            # processed once
+    res = mailnb.send(campaign(people(4)), plain(smtp), journal=journal, progress=None)
+    st = dict(zip(res["address"], res["status"]))
+    assert st["user2@example.com"] == "skipped" and st["user3@example.com"] == "sent"
+
+
+def test_preferences_form_checks_the_sender_domain(key, dns, config_dir, monkeypatch, tmp_path):
+    from mailnb import Profile, widgets
+    monkeypatch.setenv("MAILNB_DNS_SERVER", dns.address)
+    keyfile = tmp_path / "k.pem"
+    keyfile.write_bytes(key.private_key)
+    form = widgets.preferences_form(Profile(name="p", host="127.0.0.1", from_addr="news@example.org"))
+    form.inputs["unsubscribe_url"].value = "http://no-token.example.org"
+    assert "https" in form.checks["unsubscribe_url"].value
+    form.inputs["unsubscribe_url"].value = "https://example.org/u?t={token}"
+    for k, v in dict(dkim_selector="mnb1", dkim_domain="example.org",
+                     dkim_key_file=str(keyfile)).items():
+        form.inputs[k].value = v
+    report = form.check_sender()
+    assert report.ok and "SPF" in form.message.value
