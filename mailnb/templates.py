@@ -130,8 +130,7 @@ def hygiene(rendered: Rendered) -> list[tuple[str, str]]:
     markup = rendered.html
     if markup:
         images = _IMG.findall(markup)
-        words = len(html_to_text(markup).split())
-        if images and words < 10:
+        if images and len(html_to_text(markup).split()) < 10:
             out.append(("html", "the HTML is (almost) only images: add text, or it will look "
                                 "like spam and say nothing when images are blocked"))
         if any(not _ALT.search(img) for img in images):
