@@ -12,6 +12,7 @@ import html as html_lib
 import math
 import re
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -216,6 +217,7 @@ class Template:
         self.attachment_dir = Path(attachment_dir) if attachment_dir else None
         self.missing = missing
         self._compiled: dict[str, jinja2.Template] | None = None
+        self._combined = None
         self._variables: dict[str, set[str]] = {}
         self._env = SandboxedEnvironment(
             loader=jinja2.FunctionLoader(self._source),
@@ -309,6 +311,18 @@ class Template:
                         f"template {name}, line {err.lineno}: {err.message}. Fix the template "
                         f"syntax there.", field=name, line=err.lineno) from None
             self._compiled = compiled
+            # every part in one template, each in its own autoescape scope, split on a marker
+            # no value can contain: one render per row instead of one per part
+            self._sep = f"\x1f{uuid.uuid4().hex}\x1f"
+            self._order = list(compiled)
+            combined = "".join(
+                f"{{% autoescape {'true' if n in ('html', 'footer_html') else 'false'} %}}"
+                f"{self.sources[n]}{{% endautoescape %}}{self._sep}" for n in self._order)
+            try:
+                self._combined: jinja2.Template | None = self._env.from_string(combined)
+            except jinja2.TemplateSyntaxError:
+                self._combined = None
+            self._all_vars = set().union(*self._variables.values()) if self._variables else set()
         return self._compiled
 
     @property
@@ -331,7 +345,17 @@ class Template:
         if context:
             ctx.update(context)
         out: dict[str, str] = {}
+        if self._combined is not None and (self.missing != "error" or not any(
+                var in values and _is_missing(values[var]) for var in self._all_vars)):
+            try:
+                pieces = self._combined.render(ctx).split(self._sep)
+            except Exception:
+                pieces = []       # rendered again part by part below, for the precise error
+            if len(pieces) == len(self._order) + 1:
+                out = dict(zip(self._order, pieces))
         for name, tmpl in compiled.items():
+            if name in out:
+                continue
             if self.missing == "error":
                 for var in self._variables[name]:
                     if var in values and _is_missing(values[var]):

@@ -138,3 +138,28 @@ def test_preview_shows_html_and_errors():
     html = p._repr_html_()
     assert "srcdoc" in html and "row 1" in html and "empty" in html
     assert "Subject: Hi A" in repr(p)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=40))
+def test_one_render_per_row_equals_one_per_part(a, b):
+    """The parts are rendered together for speed; the result is what rendering each alone gives."""
+    src = dict(subject="S {{ a|trim }}", text="T {{ a }}\n{% set x = 1 %}{{ b }}",
+               html="<p>{{ a }}</p>{{ x is defined }}", to_name="{{ b|trim }}",
+               footer="F {{ b }}")
+    fast, slow = Template(**src), Template(**src)
+    slow.compile()
+    slow._combined = None
+    try:
+        want = slow.render({"a": a, "b": b})
+    except Exception as err:
+        with pytest.raises(type(err)):
+            fast.render({"a": a, "b": b})
+        return
+    got = fast.render({"a": a, "b": b})
+    assert (got.subject, got.text, got.html, got.to_name) == \
+        (want.subject, want.text, want.html, want.to_name)
