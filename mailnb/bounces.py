@@ -420,7 +420,7 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     if reason is None and sub in _STATUS:
         reason = _STATUS[sub]
     # what the refused command says about a reason the words alone got wrong
-    if reason == "userunknown" and (command == "DATA" or re.search(r"\b550 ?: user unknown", text)
+    if reason == "userunknown" and (command == "DATA" or re.search(r"\b550:? ?: user unknown", text)
                                     or (gateway and _STATUS.get(sub or "") != "userunknown")):
         # "user unknown" in answer to DATA: the address was accepted at RCPT TO, so a filter in
         # front of the mailbox refused the message, not a missing user
