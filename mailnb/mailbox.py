@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AuthenticationError, ConfigError, RelayError, TLSError
-from .settings import Profile, Secret, find_password, valid_hostname
+from .settings import Profile, Secret, client_ssl_context, find_password, valid_hostname
 
 PROCESSED = "$MailnbProcessed"
 
@@ -77,12 +77,7 @@ class Mailbox:
                              given=self.password, env=self.password_env)
 
     def ssl_context(self) -> ssl.SSLContext:
-        if not self.verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
-        return ssl.create_default_context(cafile=self.cafile)
+        return client_ssl_context(self.verify, self.cafile)
 
     @property
     def where(self) -> str:

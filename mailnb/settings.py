@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +66,17 @@ def valid_hostname(host: str) -> bool:
     except UnicodeError:
         return False
     return all(_LABEL.match(label) for label in name.split("."))
+
+
+def client_ssl_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
+    """A TLS client context that verifies certificates (against ``cafile`` when given); with
+    ``verify=False`` one that does not, for those who turned it off knowingly."""
+    if not verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=cafile)
 
 
 def keyring_key(kind: str, username: str, host: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
-from .settings import Pickup, Relay, Secret
+from .settings import Pickup, Relay, Secret, client_ssl_context
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,7 @@ class Delivery:
 
 
 def tls_context(relay: Relay) -> ssl.SSLContext:
-    if not relay.verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=relay.cafile)
+    return client_ssl_context(relay.verify, relay.cafile)
 
 
 def _is_tls_error(err: BaseException) -> bool:
