@@ -114,7 +114,6 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, campaign TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT, status TEXT NOT NULL,
     code INTEGER, reply TEXT, message_id TEXT, account TEXT);
 CREATE INDEX IF NOT EXISTS events_sent ON events (account, at) WHERE status = 'sent';
-CREATE INDEX IF NOT EXISTS events_campaign ON events (campaign, key);
 CREATE TABLE IF NOT EXISTS bounce_sources (source_id TEXT PRIMARY KEY, processed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS bounces (
     at REAL NOT NULL, source_id TEXT NOT NULL, recipient TEXT, rkey TEXT, campaign TEXT, key TEXT,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import mimetypes
 import os
 import re
@@ -220,9 +221,26 @@ def _attachment(path: Any) -> bytes:
         base64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
+_BOUNDARY_PREFIX = uuid.uuid4().hex[:12]
+_BOUNDARY_COUNT = itertools.count()
+_DATE_CACHE: list[Any] = [None, ""]
+
+
+def _date(when: float | None) -> str:
+    """RFC 5322 date in local time; the current second's string is made once."""
+    if when is not None:
+        return formatdate(when, localtime=True)
+    now = int(time.time())
+    if _DATE_CACHE[0] != now:
+        _DATE_CACHE[:] = [now, formatdate(now, localtime=True)]
+    return _DATE_CACHE[1]
+
+
 def _multipart(subtype: str, parts: list[bytes]) -> bytes:
     while True:
-        boundary = f"=_mailnb_{uuid.uuid4().hex}"
+        # unique in this process (prefix random per process, counter per part); checked against
+        # the content anyway, since a 7bit text part could quote anything
+        boundary = f"=_mailnb_{_BOUNDARY_PREFIX}_{next(_BOUNDARY_COUNT)}"
         b = boundary.encode("ascii")
         if not any(b in p for p in parts):
             break
@@ -251,7 +269,7 @@ def build_message(rendered: Rendered, *, from_addr: str, to_addr: str,
     lines = [_mailbox("From", rendered.from_name or from_name, from_addr),
              _mailbox("To", rendered.to_name or to_name, to_addr),
              _unstructured("Subject", rendered.subject),
-             "Date: " + formatdate(date, localtime=True),
+             "Date: " + _date(date),
              f"Message-ID: {mid}"]
     reply = rendered.reply_to or reply_to
     if reply:
