@@ -26,6 +26,23 @@ def notebook_path(name: str) -> Path:
     raise FileNotFoundError(f"{name}.ipynb is not installed with mailnb")
 
 
+def quiet_kernel_manager() -> type:
+    """A kernel manager that talks to the kernel over unix sockets in a private folder rather than
+    TCP on loopback (so the kernel has nothing to warn about, and no port is opened)."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+    folder = tempfile.mkdtemp(prefix="mailnb-kernel-")
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kwargs: object) -> None:
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(folder, "kernel"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def run_demo(output: Path, *, keep_sink: bool = False) -> int:
     import pandas as pd
     import papermill
@@ -50,6 +67,7 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
               "through papermill ...", flush=True)
         papermill.execute_notebook(
             str(notebook_path("campaign")), str(out_nb), cwd=str(output), progress_bar=False,
+            kernel_manager_class=quiet_kernel_manager(),
             parameters={"profile": "demo", "campaign": CAMPAIGN, "dry_run": False,
                         "results_csv": str(results)})
         captured_now = sink.count
