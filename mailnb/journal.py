@@ -92,6 +92,14 @@ class Journal(ABC):
                reply: str | None = None, message_id: str | None = None,
                account: str | None = None, attempt: bool = True) -> None: ...
 
+    def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
+                    outcome: dict[str, Any] | None) -> bool:
+        """Record the previous message's ``outcome`` (``record``'s arguments) and claim the next
+        one; a backend may do both in one transaction."""
+        if outcome:
+            self.record(**outcome)
+        return self.claim(campaign, key, run_id, claimable)
+
     @abstractmethod
     def sent_since(self, account: str, since: float) -> int: ...
 
@@ -252,22 +260,45 @@ class SQLiteJournal(Journal):
     def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
                reply: str | None = None, message_id: str | None = None,
                account: str | None = None, attempt: bool = True) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self._record(campaign, key, run_id, status, code=code, reply=reply,
+                         message_id=message_id, account=account, attempt=attempt)
+
+    def _record(self, campaign: str, key: str, run_id: str, status: str, *,
+                code: int | None = None, reply: str | None = None, message_id: str | None = None,
+                account: str | None = None, attempt: bool = True) -> None:
         if status not in STATES:
             raise JournalError(f"unknown state {status!r}")
         now = time.time()
+        self.db.execute(
+            "UPDATE recipients SET status = ?, attempts = attempts + ?, code = ?, reply = ?, "
+            "message_id = COALESCE(?, message_id), account = COALESCE(?, account), "
+            "run_id = ?, updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE campaign = ? AND key = ?",
+            (status, int(attempt), code, reply, message_id, account, run_id, now, status, now,
+             campaign, key))
+        self.db.execute(
+            "INSERT INTO events (at, campaign, key, run_id, status, code, reply, message_id, "
+            "account) VALUES (?,?,?,?,?,?,?,?,?)",
+            (now, campaign, key, run_id, status, code, reply, message_id, account))
+
+    def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
+                    outcome: dict[str, Any] | None) -> bool:
+        """The previous message's outcome and the next claim in one transaction (one commit a
+        message instead of two)."""
+        if not outcome:
+            return self.claim(campaign, key, run_id, claimable)
+        marks = ",".join("?" * len(claimable))
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute(
-                "UPDATE recipients SET status = ?, attempts = attempts + ?, code = ?, reply = ?, "
-                "message_id = COALESCE(?, message_id), account = COALESCE(?, account), "
-                "run_id = ?, updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                "WHERE campaign = ? AND key = ?",
-                (status, int(attempt), code, reply, message_id, account, run_id, now, status, now,
-                 campaign, key))
-            self.db.execute(
-                "INSERT INTO events (at, campaign, key, run_id, status, code, reply, message_id, "
-                "account) VALUES (?,?,?,?,?,?,?,?,?)",
-                (now, campaign, key, run_id, status, code, reply, message_id, account))
+            self._record(**outcome)
+            cur = self.db.execute(
+                f"UPDATE recipients SET status = 'sending', run_id = ?, updated_at = ? "
+                f"WHERE campaign = ? AND key = ? AND status IN ({marks})",
+                (run_id, time.time(), campaign, key, *claimable))
+        self.heartbeat(run_id)
+        return cur.rowcount == 1
 
     def sent_since(self, account: str, since: float) -> int:
         (n,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND account = ? "

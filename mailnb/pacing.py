@@ -129,8 +129,10 @@ class Pacer:
         self.count += 1
         return slot
 
-    async def wait(self) -> None:
+    async def wait(self, before_sleep: Callable[[], None] | None = None) -> None:
         slot = self.reserve()
         delay = slot - self.clock()
         if delay > 0:
+            if before_sleep is not None:
+                before_sleep()
             await self.sleep(delay)

@@ -219,7 +219,7 @@ class _Run:
             self.stop_reason = reason
         self.stop.set()
 
-    async def next_item(self) -> Item | None:
+    async def next_item(self, before_wait: Any = None) -> Item | None:
         while not self.stop.is_set():
             now = time.monotonic()
             if self.retry_heap and self.retry_heap[0][0] <= now:
@@ -242,6 +242,8 @@ class _Run:
                     self.new = None
             if not self.retry_heap:
                 return None
+            if before_wait is not None:
+                before_wait()
             await self.sleep(min(self.retry_heap[0][0] - now, 1.0))
         return None
 
@@ -268,26 +270,40 @@ class _Run:
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
+        """Send items until there are none. A message's outcome is committed together with the
+        next claim (one transaction a message); it is flushed on its own before any wait, so a
+        crash can only lose the outcome of a message that has just been answered."""
         j, c = self.journal, self.campaign
+        pending: dict[str, Any] | None = None
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                j.record(**pending)
+                pending = None
+
         try:
             while True:
-                item = await self.next_item()
+                item = await self.next_item(before_wait=flush)
                 if item is None:
                     return
                 try:
                     self.prepare(item)
                 except (TemplateError, OSError) as err:   # e.g. an attachment deleted since
+                    flush()
                     j.record(c.name, item.key, self.run_id, "failed", reply=str(err),
                              attempt=False)
                     self.stats.failed += 1
                     self.cap.give_back()
                     continue
-                await self.pacer.wait()
+                await self.pacer.wait(before_sleep=flush)
                 if self.stop.is_set() and item.attempts == 0:
                     return       # not claimed yet: it stays pending for the next run
                 claimable = ("pending", "deferred", "unknown") if item.attempts == 0 \
                     else ("deferred",)
-                if not j.claim(c.name, item.key, self.run_id, claimable):
+                claimed = j.claim_after(c.name, item.key, self.run_id, claimable, pending)
+                pending = None
+                if not claimed:
                     self.stats.skipped += 1      # another run took it meanwhile
                     self.cap.give_back()
                     continue
@@ -301,17 +317,21 @@ class _Run:
                     self.fatal = err
                     self.halt(f"stopped: {err}")
                     return
-                self.handle(item, result)
+                pending = self.handle(item, result)
+                if result.status == "retry":
+                    flush()          # a retry waits: its state must be on disk first
         finally:
+            flush()
             await conn.close()
 
-    def handle(self, item: Item, result: Delivery) -> None:
-        j, c, s = self.journal, self.campaign, self.stats
+    def handle(self, item: Item, result: Delivery) -> dict[str, Any]:
+        """Count the outcome and return what the journal must record for it."""
+        c, s = self.campaign, self.stats
         account = self.relay.account
+        outcome = dict(campaign=c.name, key=item.key, run_id=self.run_id, code=result.code,
+                       reply=result.reply, message_id=item.message_id, account=account)
         if result.status == "sent":
             self.connect_failures = 0
-            j.record(c.name, item.key, self.run_id, "sent", code=result.code, reply=result.reply,
-                     message_id=item.message_id, account=account)
             s.sent += 1
             if item.attempts > 1:
                 s.retrying -= 1
@@ -319,23 +339,19 @@ class _Run:
                 self.backup.save(item.data, campaign=c.name, subject=item.rendered.subject,
                                  recipient=item.address)
             item.data = item.rendered = None
-            return
+            return {**outcome, "status": "sent"}
         if result.status == "failed":
-            j.record(c.name, item.key, self.run_id, "failed", code=result.code,
-                     reply=result.reply, message_id=item.message_id, account=account)
             s.failed += 1
             if item.attempts > 1:
                 s.retrying -= 1
             self.cap.give_back()
             item.data = item.rendered = None
-            return
+            return {**outcome, "status": "failed"}
         # a temporary failure
         if result.slow_down:
             self.pacer.slow_down()
         if result.code is None and result.reply.startswith("cannot talk"):
             self.connect_failures += 1
-        j.record(c.name, item.key, self.run_id, "deferred", code=result.code, reply=result.reply,
-                 message_id=item.message_id, account=account)
         if item.attempts <= self.retries:
             if item.attempts == 1:
                 s.retrying += 1
@@ -349,6 +365,7 @@ class _Run:
             item.data = item.rendered = None
         if self.connect_failures > self.retries:
             self.halt(f"relay unavailable: {result.reply}")
+        return {**outcome, "status": "deferred"}
 
 
 def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
