@@ -28,6 +28,7 @@ class Received:
     auth_user: str | None
     tls: bool
     at: float
+    helo: str | None = None
 
 
 class Recorder:
@@ -93,7 +94,8 @@ class Recorder:
         tls = server.transport.get_extra_info("ssl_object") is not None
         with self.lock:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content, auth, tls, time.time()))
+                                          envelope.original_content, auth, tls, time.time(),
+                                          session.host_name))
         return "250 2.0.0 Ok: queued"
 
     def addresses(self) -> Counter[str]:

@@ -367,3 +367,9 @@ def test_follow_up_is_threaded_and_only_to_those_reached(smtp, journal):
     with pytest.raises(ConfigError, match="no sent messages"):
         mailnb.send(campaign(df, name="r2", follow_up="never-sent"), plain(smtp), journal=journal,
                     progress=None)
+
+
+def test_helo_name_is_used(smtp, journal):
+    mailnb.send(campaign(people(1)), plain(smtp, helo="mailer.example.org"), journal=journal,
+                progress=None)
+    assert smtp.recorder.messages[0].helo == "mailer.example.org"
