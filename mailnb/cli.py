@@ -4,6 +4,7 @@
                 --host smtp.example.org --username me@example.org [--dry-run] [--limit N] ...
     mailnb send ... --profile work          # relay, From and pacing from a saved profile
     mailnb check --profile work             # connect, TLS, login, quit: send nothing
+    mailnb bounces --profile work           # read the bounce mailbox, suppress bad addresses
     mailnb sink --folder captured/          # a capture SMTP server on 127.0.0.1
     mailnb demo                             # the sample campaign through the sink, end to end
 
@@ -154,6 +155,20 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bounces(args: argparse.Namespace) -> int:
+    from .bounces import process_bounces
+    from .settings import Profile
+    found = process_bounces(Profile.load(args.profile), folder=args.folder, since=args.since,
+                            threshold=args.threshold)
+    bounced = found[found["kind"] == "bounce"] if len(found) else found
+    print(f"mailnb: {len(found)} report(s), {len(bounced)} bounce(s), "
+          f"{int(bounced['hard'].sum()) if len(bounced) else 0} hard, "
+          f"{int(found['suppressed'].sum()) if len(found) else 0} address(es) newly suppressed")
+    if args.results:
+        found.to_csv(args.results, index=False)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .settings import Profile, config_dir, list_profiles
     names = list_profiles()
@@ -213,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the sample campaign through a local sink")
     d.add_argument("--output", default="mailnb-demo", help="folder for everything the demo makes")
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bounces", help="read the bounce mailbox and suppress bad addresses")
+    b.add_argument("--profile")
+    b.add_argument("--folder", help="the folder to read (default: the profile's)")
+    b.add_argument("--since", help="only messages since this date (YYYY-MM-DD)")
+    b.add_argument("--threshold", type=int, help="soft bounces before suppression")
+    b.add_argument("--results", help="write the bounces to this CSV")
+    b.set_defaults(func=cmd_bounces)
 
     cs = sub.add_parser("check-sender", help="SPF, DKIM and DMARC of the profile's From domain")
     cs.add_argument("--profile")

@@ -158,3 +158,23 @@ def test_bounces_notebook(dovecot, tmp_path, config_dir, monkeypatch):
     for f in (tmp_path / "bounces.ipynb", tmp_path / "bounces2.ipynb",
               config_dir / "profiles" / "bx.toml"):
         assert dovecot.password.encode() not in f.read_bytes()
+
+
+def test_cli_bounces(dovecot, tmp_path, config_dir):
+    raw = (b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\n"
+           b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+           b"Final-Recipient: rfc822; cli-gone@example.com\nAction: failed\nStatus: 5.1.1\n\n--B--\n")
+    dovecot.deliver(raw, "CliBounces")
+    Profile(name="cb", host="smtp.example.org", imap_host="127.0.0.1",
+            imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
+            imap_cafile=dovecot.cafile, bounce_folder="CliBounces",
+            journal=str(tmp_path / "j.sqlite")).save()
+    env = {"PATH": "/usr/bin:/bin", "MAILNB_IMAP_PASSWORD": dovecot.password,
+           "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "mailnb.cli", "bounces", "--profile", "cb",
+                        "--results", str(tmp_path / "b.csv")], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "1 bounce(s), 1 hard, 1 address(es) newly suppressed" in r.stdout
+    assert dovecot.password not in r.stdout + r.stderr
