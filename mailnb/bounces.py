@@ -648,7 +648,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
     mid, campaign = _original_headers(msg, _text_of_all(msg))
     gateway = bool(_GATEWAYS.search(" ".join(f"{k}: {v}" for k, v in msg.items())
                                     + human[:3000]))
-    report_type = (msg.get_param("report-type") or "").lower() if msg.get_content_type() == \
+    report_type = str(msg.get_param("report-type") or "").lower() if msg.get_content_type() == \
         "multipart/report" else ""
 
     # RFC 5965 feedback (a complaint)

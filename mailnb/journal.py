@@ -100,6 +100,19 @@ class Journal(ABC):
             self.record(**outcome)
         return self.claim(campaign, key, run_id, claimable)
 
+    def suppressions(self) -> Any:
+        """The suppression list (none, unless the backend keeps one)."""
+        from .recipients import Suppressions
+        return Suppressions()
+
+    def unsubscribes(self) -> Any:
+        """The unsubscribe list (none, unless the backend keeps one)."""
+        from .recipients import Unsubscribes
+        return Unsubscribes()
+
+    def record_bounces(self, source_id: str, bounces: Iterable[Any]) -> bool:
+        raise JournalError(f"{type(self).__name__} keeps no bounces; use SQLiteJournal")
+
     @abstractmethod
     def sent_since(self, account: str, since: float) -> int: ...
 

@@ -473,23 +473,22 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, *,
     # the suppression list is read at send time too: an address that bounced since the audience
     # was built is skipped
     suppressed: list[tuple[Item, str]] = []
-    if hasattr(j, "suppressions"):
-        sup = j.suppressions()
-        unsub = j.unsubscribes() if not campaign.audience.transactional else None
-        if len(sup) or (unsub is not None and len(unsub)):
-            keep = []
-            policy = campaign.audience.exclusion_policy
-            for it in todo:
-                k = it.address.casefold()
-                note = sup.match(k)
-                if note is not None:
-                    suppressed.append((it, f"suppressed: {note}"))
-                elif unsub is not None and \
-                        (u := unsub.match(k, campaign.name, policy=policy)) is not None:
-                    suppressed.append((it, f"unsubscribed: {u}"))
-                else:
-                    keep.append(it)
-            todo = keep
+    sup = j.suppressions()
+    unsub = j.unsubscribes() if not campaign.audience.transactional else None
+    if len(sup) or (unsub is not None and len(unsub)):
+        keep = []
+        policy = campaign.audience.exclusion_policy
+        for it in todo:
+            k = it.address.casefold()
+            note = sup.match(k)
+            if note is not None:
+                suppressed.append((it, f"suppressed: {note}"))
+            elif unsub is not None and \
+                    (u := unsub.match(k, campaign.name, policy=policy)) is not None:
+                suppressed.append((it, f"unsubscribed: {u}"))
+            else:
+                keep.append(it)
+        todo = keep
 
     # -- the preflight: render every row to send; any problem and nothing is sent ----------------
     transactional = campaign.audience.transactional
