@@ -241,3 +241,13 @@ class Session:
                 self.imap.expunge()
         else:
             self.imap.add_flags([item.uid], [self.keyword])
+
+
+def pop_login(mb: Mailbox) -> None:
+    """Log in to the POP3 mailbox and out again: "POP before SMTP", which older relays ask for
+    before they accept mail from the same address."""
+    from dataclasses import replace
+    if mb.protocol != "pop3":
+        mb = replace(mb, protocol="pop3", port=995 if mb.security == "tls" else 110)
+    with Session(mb):
+        pass

@@ -570,6 +570,9 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, *,
              f"'unknown' and not resent (pass resend_unknown=True to resend them)")
 
     password = relay.resolve_password() if isinstance(relay, Relay) else None
+    if isinstance(relay, Relay) and relay.pop_before_smtp is not None and n_now:
+        from .mailbox import pop_login
+        await asyncio.to_thread(pop_login, relay.pop_before_smtp)   # "POP before SMTP"
     stats = _stats or Stats()
     stats.total = n_now
     stats.started = time.time()

@@ -129,6 +129,7 @@ class Relay:
     timeout: float = 30.0
     verify: bool = True
     cafile: str | None = None
+    pop_before_smtp: Any = field(default=None, compare=False)   # a mailbox.Mailbox to log in to
 
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
@@ -302,6 +303,7 @@ class Profile:
     port: int = 587
     security: str = "starttls"
     requires_auth: bool = True
+    pop_before_smtp: bool = False      # log in to the bounce mailbox over POP3 before sending
     username: str = ""
     helo: str = ""
     timeout: float = 30.0
@@ -346,7 +348,15 @@ class Profile:
             raise ConfigError(f"profile {self.name!r} has no relay host; set it in the setup "
                               "notebook (relay_form) or with Profile(host=...)")
         env = _env_name(SMTP_PASSWORD_ENV, self.name)
-        return Relay(self.host, self.port, self.security,
+        pop = None
+        if self.pop_before_smtp:
+            from .mailbox import Mailbox
+            pop = Mailbox(self.imap_host, self.imap_username, security=self.imap_security,
+                          protocol="pop3", cafile=self.imap_cafile or None,
+                          password_env=_env_name(IMAP_PASSWORD_ENV, self.name)
+                          if os.environ.get(_env_name(IMAP_PASSWORD_ENV, self.name))
+                          else IMAP_PASSWORD_ENV)
+        return Relay(self.host, self.port, self.security, pop_before_smtp=pop,
                      username=self.username if self.requires_auth and self.username else None,
                      password=password, password_env=env if os.environ.get(env) else
                      SMTP_PASSWORD_ENV, helo=self.helo or None, timeout=self.timeout,

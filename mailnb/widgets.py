@@ -146,6 +146,7 @@ class RelayForm(_Form):
         ("helo", "HELO name", _text),
         ("cafile", "CA file", _text),
         ("verify", "Verify certificate", lambda: W.Checkbox(indent=False)),
+        ("pop_before_smtp", "POP before SMTP", lambda: W.Checkbox(indent=False)),
     )
 
     def __init__(self, profile: Profile | None = None) -> None:

@@ -197,3 +197,25 @@ def test_end_to_end_through_postfix(dovecot, journal, tmp_path):
     finally:
         postfix.stop()
         mx.stop()
+
+
+def test_pop_before_smtp(dovecot, smtp, journal):
+    from conftest import campaign
+    pop = Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports["pop3s"], protocol="pop3",
+                  password=dovecot.password, cafile=dovecot.cafile)
+    logins = lambda: dovecot.log().count("pop3-login: Info: Login: user=<")  # noqa: E731
+    before = logins()
+    relay = mailnb.Relay("127.0.0.1", smtp.port, security="none", pop_before_smtp=pop)
+    res = mailnb.send(campaign(people(2)), relay, journal=journal, progress=None)
+    assert (res["status"] == "sent").all()
+    deadline = time.time() + 5
+    while logins() < before + 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert logins() == before + 1
+    bad = mailnb.Relay("127.0.0.1", smtp.port, security="none",
+                       pop_before_smtp=Mailbox("127.0.0.1", dovecot.user,
+                                               port=dovecot.ports["pop3s"], protocol="pop3",
+                                               password="wrong-pop", cafile=dovecot.cafile))
+    with pytest.raises(AuthenticationError) as info:
+        mailnb.send(campaign(people(3), name="pop2"), bad, journal=journal, progress=None)
+    assert "wrong-pop" not in str(info.value) and len(smtp.recorder.messages) == 2
