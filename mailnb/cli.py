@@ -169,6 +169,25 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unsubscribes(args: argparse.Namespace) -> int:
+    from .journal import SQLiteJournal
+    from .settings import Profile
+    from .unsubscribes import from_hits, process_unsubscribe_mailbox
+    profile = Profile.load(args.profile)
+    journal = SQLiteJournal(args.journal or profile.journal or None)
+    if args.hits:
+        out = from_hits(args.hits, journal, policy=profile.exclusion_policy)
+    else:
+        from .mailbox import Mailbox
+        mb = Mailbox.from_profile(profile, folder=args.folder)
+        out = process_unsubscribe_mailbox(mb, journal, policy=profile.exclusion_policy)
+    counts = out["result"].map(lambda r: r.split(":")[0]).value_counts().to_dict() if len(out) \
+        else {}
+    print(f"mailnb: {len(out)} request(s): " + (", ".join(f"{n} {k}" for k, n in counts.items())
+                                                 or "none"))
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .settings import Profile, config_dir, list_profiles
     names = list_profiles()
@@ -236,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threshold", type=int, help="soft bounces before suppression")
     b.add_argument("--results", help="write the bounces to this CSV")
     b.set_defaults(func=cmd_bounces)
+
+    u = sub.add_parser("unsubscribes", help="record unsubscribe requests (web hits or mailbox)")
+    u.add_argument("--profile")
+    u.add_argument("--hits", help="CSV of the web form's hits, with a token column")
+    u.add_argument("--folder", help="mailbox folder with the mailto: requests (default: the "
+                   "profile's bounce folder)")
+    u.add_argument("--journal")
+    u.set_defaults(func=cmd_unsubscribes)
 
     cs = sub.add_parser("check-sender", help="SPF, DKIM and DMARC of the profile's From domain")
     cs.add_argument("--profile")

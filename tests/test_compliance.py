@@ -235,3 +235,24 @@ def test_preferences_form_checks_the_sender_domain(key, dns, config_dir, monkeyp
         form.inputs[k].value = v
     report = form.check_sender()
     assert report.ok and "SPF" in form.message.value
+
+
+def test_cli_unsubscribes_from_hits(tmp_path, config_dir):
+    import subprocess
+    import sys
+
+    from mailnb import Profile, SQLiteJournal
+    Profile(name="u", host="smtp.example.org", journal=str(tmp_path / "j.sqlite"),
+            exclusion_policy="campaign").save()
+    good = make_token(SECRET, "a@example.com", "spring")
+    (tmp_path / "hits.csv").write_text(f"token\n{good}\nforged.AAAAAAAAAAAAAAAAAAAAAA\n")
+    env = {"PATH": "/usr/bin:/bin", "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path),
+           "MAILNB_UNSUBSCRIBE_SECRET": SECRET.decode()}
+    r = subprocess.run([sys.executable, "-m", "mailnb.cli", "unsubscribes", "--profile", "u",
+                        "--hits", str(tmp_path / "hits.csv")], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "2 request(s): 1 unsubscribed, 1 rejected" in r.stdout
+    with SQLiteJournal(tmp_path / "j.sqlite") as j:
+        assert j.unsubscribes().match("a@example.com", "spring", policy="campaign") is not None
+        assert j.unsubscribes().match("a@example.com", "autumn", policy="campaign") is None
