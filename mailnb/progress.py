@@ -30,10 +30,20 @@ class Stats:
     def done(self) -> int:
         return self.sent + self.failed + self.deferred + self.skipped
 
+    def expected_end(self) -> float | None:
+        """The later of the pacing's schedule and what the speed so far predicts."""
+        elapsed = time.time() - self.started
+        observed = None
+        if self.done and self.total > self.done:
+            observed = time.time() + (self.total - self.done) * elapsed / self.done
+        found = [t for t in (self.eta, observed) if t]
+        return max(found) if found else None
+
     def line(self) -> str:
         eta = ""
-        if self.eta and self.state == "sending":
-            eta = f", ETA {datetime.fromtimestamp(self.eta):%H:%M:%S}"
+        end = self.expected_end()
+        if end and self.state == "sending":
+            eta = f", ETA {datetime.fromtimestamp(end):%H:%M:%S}"
         elapsed = time.time() - self.started
         return (f"{self.state}: {self.done}/{self.total} | sent {self.sent}, failed {self.failed}, "
                 f"deferred {self.deferred}, retrying {self.retrying} | {elapsed:.0f}s{eta}")

@@ -393,11 +393,10 @@ def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
     return out
 
 
-def _eta_seconds(pacing: Pacing, n: int, per_message: float = 0.0) -> float:
-    if n <= 0:
-        return 0.0
-    schedule = pacing.offsets(n)[-1]
-    return max(schedule, n * per_message / max(pacing.concurrency, 1))
+def _eta_seconds(pacing: Pacing, n: int) -> float:
+    """How long the pacing alone makes ``n`` messages take (the relay's speed comes on top; the
+    progress display estimates that from the messages already sent)."""
+    return pacing.offsets(n)[-1] if n > 0 else 0.0
 
 
 def _say(text: str) -> None:

@@ -373,3 +373,13 @@ def test_helo_name_is_used(smtp, journal):
     mailnb.send(campaign(people(1)), plain(smtp, helo="mailer.example.org"), journal=journal,
                 progress=None)
     assert smtp.recorder.messages[0].helo == "mailer.example.org"
+
+
+def test_progress_line_estimates_the_end_from_the_speed_so_far():
+    from mailnb.progress import Stats
+    s = Stats(total=100, sent=25, started=time.time() - 10)
+    end = s.expected_end()
+    assert 25 <= end - time.time() <= 35              # 75 more at 2.5 a second
+    assert "ETA" in s.line() and "sent 25" in s.line()
+    paced = Stats(total=100, sent=25, started=time.time() - 10, eta=time.time() + 600)
+    assert paced.expected_end() >= time.time() + 590  # the schedule is later: it wins
