@@ -308,7 +308,8 @@ class SMTPConnection:
                                      f"Use a From address the relay accepts for this account.",
                                      host=self.relay.host, port=self.relay.port, code=code)
                 return self._reply(code, text)
-            body = _DOT.sub(b"..", data)
+            # dot-stuffing (RFC 5321 4.5.2), skipped when no line starts with a dot
+            body = _DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             await pipe.write(body + b".\r\n")

@@ -21,7 +21,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 
@@ -109,7 +108,8 @@ class Unsubscribe:
         token = make_token(secret or self.key(), address, campaign)
         uris, url = [], None
         if self.mailto:
-            mailto = f"mailto:{self.mailto}?subject={quote('unsubscribe:' + token)}"
+            # the token is base64url plus a dot: nothing in it needs quoting but the colon
+            mailto = f"mailto:{self.mailto}?subject=unsubscribe%3A{token}"
             uris.append(f"<{mailto}>")
             url = mailto
         if self.url:

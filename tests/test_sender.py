@@ -383,3 +383,12 @@ def test_progress_line_estimates_the_end_from_the_speed_so_far():
     assert "ETA" in s.line() and "sent 25" in s.line()
     paced = Stats(total=100, sent=25, started=time.time() - 10, eta=time.time() + 600)
     assert paced.expected_end() >= time.time() + 590  # the schedule is later: it wins
+
+
+def test_lines_starting_with_a_dot_arrive_intact(smtp, journal):
+    c = campaign(people(1))
+    c.template = mailnb.Template("Dots", text=".hidden\n..two\nmiddle . dot\n.")
+    mailnb.send(c, plain(smtp), journal=journal, progress=None)
+    msg = email.message_from_bytes(smtp.recorder.messages[0].data, policy=policy.default)
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith(
+        ".hidden\n..two\nmiddle . dot\n.")
