@@ -196,14 +196,12 @@ class _Run:
         self.cap = cap
         self.limit = limit
         self.password = password
-        self.queue: list[Item] = []
         self.new: Any = None
         self.retry_heap: list[tuple[float, int, Item]] = []
         self.seq = itertools.count()
         self.connect_failures = 0
         self.stop_reason: str | None = None
         self.fatal: BaseException | None = None
-        self.wake = asyncio.Event()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when a stop is requested."""
