@@ -5,9 +5,9 @@ from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError
                      RecipientError, RelayError, SecretMissingError, TemplateError, TLSError)
 from .messages import build_message
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
-from .journal import Journal, SQLiteJournal
+from .journal import Journal, SQLiteJournal, history
 from .pacing import Pacing
-from .sender import Campaign, history, send, send_async
+from .sender import Campaign, send, send_async
 from .settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
 from .templates import Template
 from .transports import check_relay

@@ -262,12 +262,16 @@ class SQLiteJournal(Journal):
     def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool:
         """Atomically move a row to ``sending`` if it is in one of ``claimable``; False if another
         run took it or it is done."""
+        claimed = self._claim(campaign, key, run_id, claimable)
+        self.heartbeat(run_id)
+        return claimed
+
+    def _claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool:
         marks = ",".join("?" * len(claimable))
         cur = self.db.execute(
             f"UPDATE recipients SET status = 'sending', run_id = ?, updated_at = ? "
             f"WHERE campaign = ? AND key = ? AND status IN ({marks})",
             (run_id, time.time(), campaign, key, *claimable))
-        self.heartbeat(run_id)
         return cur.rowcount == 1
 
     def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
@@ -302,16 +306,12 @@ class SQLiteJournal(Journal):
         message instead of two)."""
         if not outcome:
             return self.claim(campaign, key, run_id, claimable)
-        marks = ",".join("?" * len(claimable))
         with self.db:
             self.db.execute("BEGIN")
             self._record(**outcome)
-            cur = self.db.execute(
-                f"UPDATE recipients SET status = 'sending', run_id = ?, updated_at = ? "
-                f"WHERE campaign = ? AND key = ? AND status IN ({marks})",
-                (run_id, time.time(), campaign, key, *claimable))
+            claimed = self._claim(campaign, key, run_id, claimable)
         self.heartbeat(run_id)
-        return cur.rowcount == 1
+        return claimed
 
     def sent_since(self, account: str, since: float) -> int:
         (n,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND account = ? "
@@ -321,7 +321,7 @@ class SQLiteJournal(Journal):
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""
         q = ("SELECT campaign, key, address, row, status, attempts, code, reply, message_id, "
-             "account, added_at, updated_at, sent_at FROM recipients")
+             "account, run_id, added_at, updated_at, sent_at FROM recipients")
         df = pd.read_sql_query(q + (" WHERE campaign = ?" if campaign else "") +
                                " ORDER BY campaign, added_at, rowid", self.db,
                                params=(campaign,) if campaign else ())

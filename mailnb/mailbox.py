@@ -85,9 +85,7 @@ class Mailbox:
 
 
 def _wrap(mb: Mailbox, err: BaseException, secret: Secret | None) -> Exception:
-    text = str(err)
-    if secret is not None:
-        text = text.replace(secret.reveal(), "********")
+    text = secret.scrub(str(err)) if secret is not None else str(err)
     if isinstance(err, ssl.SSLError | ssl.CertificateError):
         return TLSError(f"TLS with the mailbox {mb.where} failed: {text}. For a private CA pass "
                         f"cafile=...", host=mb.host, port=mb.port)
@@ -114,7 +112,7 @@ def connect_imap(mb: Mailbox) -> Any:
         client.shutdown()
         raise AuthenticationError(
             f"the mailbox {mb.where} refused the login of {mb.username}: "
-            f"{str(err).replace(secret.reveal(), '********')}. Check the username and password.",
+            f"{secret.scrub(str(err))}. Check the username and password.",
             host=mb.host, port=mb.port) from None
     except Exception as err:
         client.shutdown()

@@ -370,10 +370,6 @@ def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
                         run_id: str | None) -> pd.DataFrame:
     """One row per recipient of this run's audience, in its order and with its index."""
     hist = journal.history(campaign.name)
-    run_of: dict[str, str] = {}
-    if run_id is not None and hasattr(journal, "db"):
-        run_of = dict(journal.db.execute(  # type: ignore[attr-defined]
-            "SELECT key, run_id FROM recipients WHERE campaign = ?", (campaign.name,)))
     keys = pd.Series([it.key for it in items])
     hist = hist.drop_duplicates("key").set_index("key")
     found = hist.reindex(keys)
@@ -385,7 +381,8 @@ def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
         "attempts": found["attempts"].fillna(0).astype(int).to_numpy(),
         "message_id": found["message_id"].to_numpy(),
         "sent_at": pd.to_datetime(found["sent_at"], utc=True).to_numpy(),
-        "this_run": [run_id is not None and run_of.get(k) == run_id for k in keys],
+        "this_run": (found["run_id"] == run_id).to_numpy() if run_id is not None
+        else [False] * len(items),
     }, index=pd.Index([it.row for it in items], name=campaign.audience.sendable.index.name))
     out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
     return out
@@ -682,12 +679,7 @@ def send(campaign: Campaign, relay: Relay | Pickup | Profile, **options: Any) ->
             Progress(stats, prog_mode).refresh(final=True)
 
 
-def history(campaign: str | None = None, journal: Journal | str | Path | None = None) -> pd.DataFrame:
-    """The journal of a campaign (or all campaigns): one row per recipient."""
-    return open_journal(journal).history(campaign)
-
-
-__all__ = ["Campaign", "send", "send_async", "history"]
+__all__ = ["Campaign", "send", "send_async"]
 
 
 async def send_test_message_async(relay: Relay | Pickup, to: str, *, from_addr: str,

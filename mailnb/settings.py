@@ -36,6 +36,10 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the secret replaced by stars (for error messages from libraries)."""
+        return text.replace(self._value, "********") if self._value else text
+
     def __repr__(self) -> str:
         return "Secret('********')"
 

@@ -54,9 +54,7 @@ def _is_tls_error(err: BaseException) -> bool:
 
 
 def _scrub(text: str, secret: Secret | None) -> str:
-    if secret is not None and secret.reveal():
-        text = text.replace(secret.reveal(), "********")
-    return text
+    return secret.scrub(text) if secret is not None else text
 
 
 
@@ -149,7 +147,6 @@ class SMTPConnection:
         self.password = password
         self.smtp: _Replies | None = None
         self.extensions: set[str] = set()
-        self.sent_on_connection = 0
         self.steps: list[tuple[str, bool, str]] = []
 
     @property
@@ -227,7 +224,6 @@ class SMTPConnection:
         smtp.transport = None          # the session is ours from here: aiosmtplib lets go of it
         smtp.protocol = None
         self.smtp = _Replies(transport)   # type: ignore[assignment]
-        self.sent_on_connection = 0
 
     @property
     def is_open(self) -> bool:
@@ -322,7 +318,6 @@ class SMTPConnection:
             return Delivery("retry", None, f"connection to {self.where} lost: {what}")
         if code != 250:
             return self._reply(code, text)
-        self.sent_on_connection += 1
         return Delivery("sent", code, f"{code} {text}")
 
     def _reply(self, code: int, message: str) -> Delivery:
