@@ -73,6 +73,8 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
         r"recipient address rejected: (?:access denied|user unknown|unknown user|invalid user)",
         r"recip(?:ient)?notfound", r"address couldn't be found",
     )),
+    ("notaccept", (r"null mx",)),
+    ("networkerror", (r"dns error",)),            # a failed lookup, retried by the sender
     ("hostunknown", (
         r"host or domain name not found", r"domain (?:name )?(?:not found|does not exist)",
         r"no such domain", r"unrouteable address",
@@ -454,8 +456,10 @@ def is_hard(reason: str, status: str | None, reply_code: int | None) -> bool:
     mail at all (a permanent ``notaccept``)."""
     if reason in HARD:
         return True
-    permanent = (status or "").startswith("5") or (reply_code or 0) >= 500
-    return reason == "notaccept" and permanent
+    # a domain with no mail exchanger stays so: permanent unless the server itself said "try
+    # again" with a 4xx code
+    temporary = (status or "").startswith("4") or 400 <= (reply_code or 0) < 500
+    return reason == "notaccept" and not temporary
 
 
 # -- parsing ----------------------------------------------------------------------------------------
@@ -473,7 +477,7 @@ _AUTOREPLY_SUBJECT = re.compile(
     r"abwesen|absence|absent|on leave|holiday|congé|ausser haus|autoreply|re: ", re.I)
 #: filtering appliances and services in front of mail servers: a "user unknown" from them is their
 #: filter's verdict on the message
-_GATEWAYS = re.compile(r"mcafee|m-filter|surfcontrol|mailfoundry|mxlogic|activehunter", re.I)
+_GATEWAYS = re.compile(r"mcafee|m-filter|surfcontrol|mailfoundry|mxlogic|active!?hunter", re.I)
 _ORIGINAL_MARKERS = re.compile(
     r"^(?:-{2,}.*(?:original message|copy of|below this line|returned message|undelivered message|"
     r"message headers?|headers of|original mail).*|.*this is a copy of the message.*|"

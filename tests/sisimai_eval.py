@@ -18,6 +18,10 @@ def labels(corpus: Path = CORPUS) -> dict[str, list[dict]]:
             out.setdefault(row["file"], []).append(row)
     for rows in out.values():
         rows.sort(key=lambda r: int(r["recipient_index"]))
+        if len({r["recipient_index"] for r in rows}) < len(rows):
+            # two files list every recipient under index 1; the rows are in message order
+            for n, r in enumerate(rows, 1):
+                r["recipient_index"] = str(n)
     return out
 
 
