@@ -337,6 +337,10 @@ _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_RE = re.compile(r"(?<![\w.:/\-])([245][0-5]\d)(?=[\s\-]|$)", re.M)
 
 
+# providers that accept every RCPT TO and say whether the mailbox exists only after DATA
+_CHECKED_AFTER_DATA = re.compile(r"delivery error: dd this user doesn't have an? ")
+
+
 def find_status(text: str) -> str | None:
     """The enhanced status code in a server's text, preferring one that follows a reply code
     (``550 5.7.1``: the remote server's own) over a wrapper's."""
@@ -353,31 +357,49 @@ def find_reply_code(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_VERB = r"(rcpt(?:[ _]to)?|mail(?:[ _]from)?|end of data|data|text|helo|ehlo|initial connection)"
 _COMMANDS = [
-    (re.compile(r"in reply to (rcpt to|mail from|end of data|data|helo|ehlo)", re.I), None),
-    (re.compile(r"after (rcpt to|mail from|end of data|data|initial connection|helo|ehlo)", re.I), None),
-    (re.compile(r"did not like our (rcpt to|mail from|data)", re.I), None),
-    (re.compile(r"for (text|data|rcpt|mail) command", re.I), None),
-    (re.compile(r">>> (rcpt to|mail from|data|helo|ehlo)", re.I), None),
-    (re.compile(r"most progress was (rcpt to|mail from|data)", re.I), None),
+    re.compile(rf"in reply to {_VERB}", re.I),                        # Postfix
+    re.compile(rf"after {_VERB}\b", re.I),                            # Exim, GMX
+    re.compile(rf"did not like our {_VERB}", re.I),                   # DragonFly
+    re.compile(rf"for {_VERB} command", re.I),                        # 1&1
+    re.compile(rf">>> {_VERB}", re.I),                                # Sendmail transcript
+    re.compile(rf"most progress was {_VERB}", re.I),
+    re.compile(rf"smtp:{_VERB}\b", re.I),                             # "SMTP:RCPT host ..."
+    re.compile(rf"\[{_VERB}\]", re.I),                                # Yahoo's "[RCPT_TO]"
+    re.compile(r"does not like (recipient)", re.I),                   # qmail
 ]
 
 
 def find_command(text: str) -> str | None:
     """The SMTP command a server refused: MAIL, RCPT, DATA, HELO or CONN."""
-    for rx, _ in _COMMANDS:
+    for rx in _COMMANDS:
         found = rx.findall(text or "")
         if found:
             word = found[-1].lower()
             if word.startswith("mail"):
                 return "MAIL"
-            if word.startswith("rcpt"):
+            if word.startswith(("rcpt", "recipient")):
                 return "RCPT"
             if "data" in word or word == "text":
                 return "DATA"
             if word in ("helo", "ehlo"):
                 return "HELO"
             return "CONN"
+    return None
+
+
+def _transcript_command(text: str, address: str) -> str | None:
+    """In a Sendmail-style session transcript (``>>> DATA`` / ``<<< 550 ...``), the command that
+    the reply naming ``address`` answered."""
+    last = None
+    address = address.lower()
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(">>> "):
+            last = find_command(line)
+        elif line.startswith("<<< ") and address in line.lower():
+            return last
     return None
 
 
@@ -422,10 +444,14 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     if reason is None and sub in _STATUS:
         reason = _STATUS[sub]
     # what the refused command says about a reason the words alone got wrong
-    if reason == "userunknown" and (command == "DATA" or re.search(r"\b550:? ?: user unknown", text)
-                                    or (gateway and _STATUS.get(sub or "") != "userunknown")):
-        # "user unknown" in answer to DATA: the address was accepted at RCPT TO, so a filter in
-        # front of the mailbox refused the message, not a missing user
+    if reason == "userunknown" and _STATUS.get(sub or "") != "userunknown" and \
+            not _CHECKED_AFTER_DATA.search(text) and (
+                command == "DATA" or gateway or re.search(r"\b550:? ?: user unknown", text)
+                or (_STATUS.get(sub or "") == "filtered" and command != "RCPT")):
+        # "user unknown" in answer to DATA or from a filtering gateway: the address was accepted
+        # at RCPT TO, so a filter in front of the mailbox refused the message, not a missing
+        # user. So too when the status code says "mailbox disabled" (x.2.1) and nothing shows
+        # that the recipient itself was refused.
         reason = "filtered"
     if command == "MAIL" and reason in (None, "userunknown", "hostunknown", "filtered",
                                         "systemerror"):
@@ -705,8 +731,9 @@ def parse(raw: bytes | str) -> list[Bounce]:
                 continue
             if status is None:
                 status = find_status(diag)
-            command = find_command(diag) or (find_command(_around(human, rcpt, 3)) if rcpt
-                                             else None)
+            command = find_command(diag) or (
+                _transcript_command(human, rcpt) or find_command(_around(human, rcpt, 3))
+                if rcpt else None)
             reason = classify(diag, status, code, action=action, diagnostic_type=dtype,
                               command=command, gateway=gateway)
             out.append(Bounce(rcpt, status, code, diag, reason, is_hard(reason, status, code),
