@@ -577,6 +577,8 @@ def _human_text(msg: Message) -> str:
     texts = []
     for part in msg.walk():
         if part.get_content_maintype() == "multipart":
+            if isinstance(part.get_payload(), str) and part is not msg:
+                texts.append(part.get_payload())   # a broken boundary: read the parts as text
             continue
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "text/rfc822-headers", "message/delivery-status",
@@ -622,6 +624,23 @@ def _status_blocks(msg: Message) -> list[Message] | None:
     if blocks and not blocks[0].get("Final-Recipient"):
         return blocks
     return [Message(), *blocks] if blocks else None
+
+
+def _split_recipients(block: Message) -> list[Message]:
+    """One block per recipient, for reports that run several recipients' fields together
+    without the blank line between them."""
+    if len(block.get_all("Final-Recipient") or []) < 2:
+        return [block]
+    out: list[Message] = []
+    current = Message()
+    for name, value in block.items():
+        key = name.lower()
+        if key in ("final-recipient", "original-recipient") and current.get(name) is not None:
+            out.append(current)
+            current = Message()
+        current[name] = value
+    out.append(current)
+    return out
 
 
 def _mime_status_blocks(msg: Message) -> list[Message] | None:
@@ -707,7 +726,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
     blocks = _status_blocks(msg)
     if blocks:
         out = []
-        for block in blocks[1:] or blocks:
+        for block in [one for b in blocks[1:] or blocks for one in _split_recipients(b)]:
             rcpt = _address(block.get("Final-Recipient")) or \
                 _address(block.get("Original-Recipient")) or _address(block.get("X-Actual-Recipient"))
             action = _clean(block.get("Action")).lower() or None
