@@ -345,16 +345,16 @@ def find_status(text: str) -> str | None:
     """The enhanced status code in a server's text, preferring one that follows a reply code
     (``550 5.7.1``: the remote server's own) over a wrapper's."""
     text = text or ""
-    m = re.search(r"\b[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})(?![\d.])", text)
-    if m:
-        return m.group(1)
-    m = _STATUS_RE.search(text)
-    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else None
+    found = [m.group(1) for m in
+             re.finditer(r"\b[245]\d\d[ -]'?([245]\.\d{1,3}\.\d{1,3})(?![\d.])", text)] or \
+        [".".join(m.groups()) for m in _STATUS_RE.finditer(text)]
+    # in a session transcript the failure comes after the successes ("250 2.1.5 Ok")
+    return next((c for c in found if c[0] != "2"), found[0] if found else None)
 
 
 def find_reply_code(text: str) -> int | None:
-    m = _REPLY_RE.search(text or "")
-    return int(m.group(1)) if m else None
+    found = [int(m.group(1)) for m in _REPLY_RE.finditer(text or "")]
+    return next((c for c in found if c >= 400), found[0] if found else None)
 
 
 _VERB = r"(rcpt(?:[ _]to)?|mail(?:[ _]from)?|end of data|data|text|helo|ehlo|initial connection)"
@@ -410,6 +410,11 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     SMTP command that was refused and the reply code. ``gateway``: the report comes from a
     filtering appliance in front of the mail server, which refuses whole messages."""
     text = re.sub(r"\s+", " ", (diagnostic or "").lower())
+    quoted = re.search(r"\b[245]\d\d[ -]'([^']{4,})'", text)
+    if quoted:
+        # a relay's own summary quoting the remote server's answer (Amazon SES: "5.1.0 -
+        # Unknown address error 550-'5.7.1 ... Access denied'"): the answer is what counts
+        text = quoted.group(0)
     own = find_status(text)
     if own and own != status and not own.startswith("2"):
         status = own                          # the remote server's code beats a wrapper's
@@ -908,6 +913,8 @@ def _free_text_recipients(msg: Message, human: str, sender: str) -> list[str]:
         order = {a.lower(): human.lower().find(a.lower()) for a in found}
         return sorted(found, key=lambda a: (order[a.lower()] < 0, order[a.lower()]))
     own = {sender.lower(), (_address(str(msg.get("To", ""))) or "").lower()}
+    # the envelope sender in a session transcript ("MAIL FROM:<...>") is not a recipient
+    own |= {a.lower() for a in re.findall(r"\bfrom:\s*<([^<>\s]+@[^<>\s]+)>", human, re.I)}
     quoted = (_quoted_to(msg) or "").lower()
     for a in _ADDR_RE.findall(human):
         if a.lower() in (f.lower() for f in found):
