@@ -61,6 +61,7 @@ class Bounce:
 # What servers say, by reason. Checked in order on the lower-cased diagnostic: the first reason with
 # a match wins, so narrower reasons come before the broad ones they overlap with.
 _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
+    ("mailererror", (r"pipe to \|",)),        # Exim: the local delivery program failed
     ("spamdetected", (
         r"spam classification", r"considered unsolicited", r"classified as (?:spam|junk)",
     )),
@@ -68,6 +69,7 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
         r"client host (?:\[?[\d.]+\]? )?(?:rejected|blocked)", r"refused to talk to me",
         r"service refus", r"ip source bloquee", r"messages from [\d.]+ weren't sent",
         r"please use (?:the )?smtp (?:server|relay) of your", r"my name was rejected",
+        r"(?:is|as) an open relay",
     )),
     ("userunknown", (
         r"recipient address rejected: (?:access denied|user unknown|unknown user|invalid user)",
@@ -76,6 +78,7 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     ("notaccept", (r"null mx",)),
     ("networkerror", (r"dns error",)),            # a failed lookup, retried by the sender
     ("hostunknown", (
+        r"(?<![@\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24} (?:does not|doesn't) exist",
         r"host or domain name not found", r"domain (?:name )?(?:not found|does not exist)",
         r"no such domain", r"unrouteable address",
     )),
@@ -151,6 +154,7 @@ r"not configured to relay", r"identities failed the check", r"email address is n
         r"not a gateway", r"relay prohibited", r"relay rejected", r"cannot relay", r"can't relay",
         r"not (?:in|on) (?:my|our) list of (?:allowed )?rcpthosts", r"sorry, that domain isn't in my list",
         r"relaying denied", r"relay access", r"open relay", r"not accepting mail for this domain",
+        r"insecure mail relay",
     )),
     ("authfailure", (
         r"\bspf\b", r"\bdkim\b", r"\bdmarc\b", r"sender policy framework",
@@ -677,6 +681,31 @@ def _around(text: str, address: str, lines_after: int = 4,
     return ""
 
 
+def _session_reply(text: str, address: str) -> tuple[str, str | None] | None:
+    """In a Sendmail-style transcript, the status line for ``address``
+    (``554 <a@b>... Remote protocol error``) with the remote server's replies (``<<< ...``) to
+    the command that failed in that session (``>>> MAIL From:...``), and that command."""
+    address = address.lower()
+    command, replies, notes = None, [], []
+    for line in text.splitlines():
+        t = line.strip()
+        if re.match(r"\.*\s*while talking to ", t, re.I):
+            command, replies, notes = None, [], []
+        elif t.startswith(">>> "):
+            command, replies = find_command(t), []
+        elif t.startswith("<<< "):
+            replies.append(t[4:])
+        elif re.match(r"[245]\d\d[ -]\S+.*\.\.\.", t):
+            # Sendmail's own status line; the replies before it were its cause
+            m = re.match(r"[245]\d\d[ -]<?([^\s<>]+@[^\s<>]+?)>?\.\.\.\s", t)
+            if m and m.group(1).lower() == address:
+                return " ".join([t, *replies, *notes]), command
+            command, replies, notes = None, [], []
+        elif t and not t.startswith("-----"):
+            notes.append(t)                   # a local program's words ("mail.local: ...")
+    return None
+
+
 def _auto_reply(msg: Message, subject: str) -> bool:
     auto = (msg.get("Auto-Submitted", "") or "").lower()
     if msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress") \
@@ -777,11 +806,13 @@ def parse(raw: bytes | str) -> list[Bounce]:
         return []
     out = []
     for rcpt in recipients:
-        diag = _clean(_around(human, rcpt, 12, recipients)) or _clean(human)[:800]
+        session = _session_reply(human, rcpt)
+        diag, command = session if session else \
+            (_clean(_around(human, rcpt, 12, recipients)) or _clean(human)[:800], None)
         status = find_status(diag) or find_status(human)
         code = find_reply_code(diag) or find_reply_code(human)
         reason = classify(diag if len(diag) > 30 else _clean(human), status, code,
-                          gateway=gateway)
+                          command=command, gateway=gateway)
         if reason in ("onhold", "undefined"):
             reason = classify(_clean(human) + " " + subject, status, code, gateway=gateway)
         out.append(Bounce(rcpt, status, code, diag, reason, is_hard(reason, status, code),
