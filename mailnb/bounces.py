@@ -77,7 +77,9 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("notaccept", (r"null mx",)),
     ("networkerror", (r"dns error",)),            # a failed lookup, retried by the sender
+    ("hasmoved", (r"\b551 not our customer",)),  # 551: user not local
     ("hostunknown", (
+        r"the account or domain may not exist",
         r"(?<![@\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24} (?:does not|doesn't) exist",
         r"host or domain name not found", r"domain (?:name )?(?:not found|does not exist)",
         r"no such domain", r"unrouteable address",
@@ -342,7 +344,23 @@ _REPLY_RE = re.compile(r"(?<![\w.:/\-])([245][0-5]\d)(?=[\s\-]|$)", re.M)
 
 
 # providers that accept every RCPT TO and say whether the mailbox exists only after DATA
-_CHECKED_AFTER_DATA = re.compile(r"delivery error: dd this user doesn't have an? ")
+_CHECKED_AFTER_DATA = re.compile("|".join((
+    r"delivery error: dd this user doesn't have an? ",       # Yahoo
+    r"\b(?:lpn|ofr|ouk)\d*_41[68]\b",                        # Orange, La Poste
+)))
+# answers that settle "no such user" though no status code or RCPT TO confirms it: a mailbox
+# server's own directory lookup, or a provider's documented wording
+_NO_SUCH_USER = re.compile("|".join((
+    r"not listed in .{0,40}(?:directory|address book)",      # Lotus Domino, Notes
+    r"recipient name is not recognized",                     # Exchange 2003
+    r"(?:^|\s)unknown user: \S+@", r"invalid final delivery userid",   # IMail
+    r"mail\.local: unknown user",                            # Sendmail's local delivery agent
+    r"resolver\.adr\.recip\w*notfound",                       # Exchange Online
+    r"recipient address rejected: access denied",            # Exchange Online edge blocking
+    r"requested action not taken: mailbox unavailable",      # Outlook.com
+    r"address couldn't be found",                            # Gmail
+    r"@(?:[\w-]+\.)*(?:ezweb\.ne\.jp|au\.com)>: user unknown",  # au (KDDI)
+)))
 
 
 def find_status(text: str) -> str | None:
@@ -455,12 +473,12 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     # what the refused command says about a reason the words alone got wrong
     if reason == "userunknown" and _STATUS.get(sub or "") != "userunknown" and \
             not _CHECKED_AFTER_DATA.search(text) and (
-                command == "DATA" or gateway or re.search(r"\b550:? ?: user unknown", text)
-                or (_STATUS.get(sub or "") == "filtered" and command != "RCPT")):
-        # "user unknown" in answer to DATA or from a filtering gateway: the address was accepted
-        # at RCPT TO, so a filter in front of the mailbox refused the message, not a missing
-        # user. So too when the status code says "mailbox disabled" (x.2.1) and nothing shows
-        # that the recipient itself was refused.
+                command == "DATA" or gateway or re.search(r"\b550:? ?: user unknown", text) or
+                (command is None and not _NO_SUCH_USER.search(text))):
+        # "user unknown" is believed when the status code (x.1.1) or the refused command (RCPT
+        # TO) confirms it. Said in answer to DATA, by a filtering gateway, or with nothing to
+        # confirm it, the words may be a filter's: many filters in front of a mailbox (and
+        # Japanese carriers' sender filters) answer "user unknown" to mail they refuse.
         reason = "filtered"
     if command == "MAIL" and reason in (None, "userunknown", "hostunknown", "filtered",
                                         "systemerror"):
@@ -760,7 +778,9 @@ def parse(raw: bytes | str) -> list[Bounce]:
     blocks = _status_blocks(msg)
     if blocks:
         out = []
-        for block in [one for b in blocks[1:] or blocks for one in _split_recipients(b)]:
+        blocks = [one for b in blocks[1:] or blocks for one in _split_recipients(b)]
+        everyone = [a for a in (_address(b.get("Final-Recipient")) for b in blocks) if a]
+        for block in blocks:
             rcpt = _address(block.get("Final-Recipient")) or \
                 _address(block.get("Original-Recipient")) or _address(block.get("X-Actual-Recipient"))
             action = _clean(block.get("Action")).lower() or None
@@ -785,7 +805,8 @@ def parse(raw: bytes | str) -> list[Bounce]:
             if status is None:
                 status = find_status(diag)
             command = find_command(diag) or (
-                _transcript_command(human, rcpt) or find_command(_around(human, rcpt, 3))
+                _transcript_command(human, rcpt) or
+                find_command(_around(human, rcpt, 5, everyone))
                 if rcpt else None)
             reason = classify(diag, status, code, action=action, diagnostic_type=dtype,
                               command=command, gateway=gateway)
