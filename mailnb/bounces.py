@@ -534,6 +534,7 @@ _GATEWAYS = re.compile(r"mcafee|m-filter|surfcontrol|mailfoundry|mxlogic|active!
 _ORIGINAL_MARKERS = re.compile(
     r"^(?:-{2,}.*(?:original message|copy of|below this line|returned message|undelivered message|"
     r"message headers?|headers of|original mail).*|.*this is a copy of the message.*|"
+    r"message headers follow\.?|"
     r"content-type: (?:message/rfc822|text/rfc822-headers).*)$", re.I | re.M)
 
 
@@ -832,7 +833,10 @@ def parse(raw: bytes | str) -> list[Bounce]:
             (_clean(_around(human, rcpt, 12, recipients)) or _clean(human)[:800], None)
         status = find_status(diag) or find_status(human)
         code = find_reply_code(diag) or find_reply_code(human)
-        reason = classify(diag if len(diag) > 30 else _clean(human), status, code,
+        # the lines about the address, unless they are too short to say anything or the
+        # server's answer (its reply code) stands elsewhere in the report
+        own_words = len(diag) > 30 and (find_reply_code(diag) or not find_reply_code(human))
+        reason = classify(diag if own_words else _clean(human), status, code,
                           command=command, gateway=gateway)
         if reason in ("onhold", "undefined"):
             reason = classify(_clean(human) + " " + subject, status, code, gateway=gateway)
@@ -952,26 +956,38 @@ def _free_text_recipients(msg: Message, human: str, sender: str) -> list[str]:
                 found.append(a)
     if found:
         return found
+    own = {sender.lower(), (_address(str(msg.get("To", ""))) or "").lower()}
+    # the envelope sender in a session transcript ("MAIL FROM:<...>") is not a recipient
+    own |= {a.lower() for a in re.findall(r"\bfrom:\s*<([^<>\s]+@[^<>\s]+)>", human, re.I)}
+    # nor is a help desk to write to, or a message id or sender in headers quoted in the text
+    noise = {a.lower() for a in re.findall(
+        r"(?:\bcontact\s+(?:\w+\s+){0,3}|^[>\s]*(?:message-id|in-reply-to|references|"
+        r"return-path|reply-to|sender):\s*|^[>\s]*from:(?:[^<\n]*<|\s*))"
+        r"<?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)", human, re.I | re.M)}
     try:
         import flufl.bounce
         temporary, permanent = flufl.bounce.all_failures(msg)
         for a in sorted(permanent | temporary):
             addr = a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a)
-            if _ADDR_RE.fullmatch(addr) and not _DAEMON.match(addr):
+            if _ADDR_RE.fullmatch(addr) and not _DAEMON.match(addr) and addr.lower() not in noise:
                 found.append(addr)
     except Exception:  # a detector that trips over one odd message must not lose the rest
         pass
     if found:
         order = {a.lower(): human.lower().find(a.lower()) for a in found}
         return sorted(found, key=lambda a: (order[a.lower()] < 0, order[a.lower()]))
-    own = {sender.lower(), (_address(str(msg.get("To", ""))) or "").lower()}
-    # the envelope sender in a session transcript ("MAIL FROM:<...>") is not a recipient
-    own |= {a.lower() for a in re.findall(r"\bfrom:\s*<([^<>\s]+@[^<>\s]+)>", human, re.I)}
     quoted = (_quoted_to(msg) or "").lower()
+    # an address the text names as the one that failed counts even if it looks like a role
+    # account (postmaster@ can bounce too)
+    named = {a.lower() for a in re.findall(
+        r"(?:error delivering your (?:mail|message) to|could not be delivered to|"
+        r"failed to deliver to)\s*:?\s*<?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)", human, re.I)}
     for a in _ADDR_RE.findall(human):
         if a.lower() in (f.lower() for f in found):
             continue
-        if a.lower() == quoted or not (a.lower() in own or _DAEMON.match(a)):
+        if a.lower() in noise and a.lower() not in named:
+            continue
+        if a.lower() in named or a.lower() == quoted or not (a.lower() in own or _DAEMON.match(a)):
             found.append(a)
     if not found and quoted and _BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))):
         found.append(_quoted_to(msg) or "")
