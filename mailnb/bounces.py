@@ -348,6 +348,17 @@ _CHECKED_AFTER_DATA = re.compile("|".join((
     r"delivery error: dd this user doesn't have an? ",       # Yahoo
     r"\b(?:lpn|ofr|ouk)\d*_41[68]\b",                        # Orange, La Poste
 )))
+# Orange and La Poste end each refusal with a code (``LPN007_416``, ``OFR_506``) whose last three
+# digits say why, whatever the words around it
+_ORANGE_CODE = re.compile(r"\b(?:lpn|ofr|ouk)(?:\d{3})?[_-](\d{3})\b")
+_ORANGE_REASONS = {
+    "102": "blocked", "103": "blocked", "104": "toomanyconn", "305": "securityerror",
+    "401": "blocked", "402": "securityerror", "403": "rejected", "405": "rejected",
+    "415": "rejected", "416": "userunknown", "417": "mailboxfull", "418": "userunknown",
+    "420": "suspend", "421": "rejected", "426": "suspend", "505": "systemerror",
+    "506": "spamdetected", "510": "blocked", "514": "mesgtoobig", "630": "policyviolation",
+    "999": "blocked",
+}
 # answers that settle "no such user" though no status code or RCPT TO confirms it: a mailbox
 # server's own directory lookup, or a provider's documented wording
 _NO_SUCH_USER = re.compile("|".join((
@@ -485,6 +496,9 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
         reason = "rejected"                   # MAIL FROM refused: the sender was the problem
     if command in ("HELO", "CONN") and reason in (None, "rejected", "userunknown", "systemerror"):
         reason = "blocked"
+    orange = _ORANGE_CODE.search(text)
+    if orange and orange.group(1) in _ORANGE_REASONS:
+        reason = _ORANGE_REASONS[orange.group(1)]
     if reason is not None:
         return reason
     if action in ("delayed", "expired"):

@@ -258,6 +258,9 @@ Transcript: In: MAIL FROM:<bounce+x@news.example.org> Out: 250 2.1.0 Ok
     ("SMTP error from remote mail server after end of data: 553 sender.example.com does not "
      "exist", None, "hostunknown", True),
     ("551 not our customer <a@example.net>", None, "hasmoved", True),
+    ("550 5.2.0 Mail rejete. Mail rejected. ofr_506 [506]", None, "spamdetected", False),
+    ("550 5.5.0 Adresse destinataire invalide. Invalid recipient. LPN007_416 (in reply to end "
+     "of DATA command)", None, "userunknown", True),     # La Poste checks mailboxes after DATA
 ])
 def test_more_classifications(text, status, reason, hard):
     got = classify(text, status or find_status(text), None)
