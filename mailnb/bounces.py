@@ -422,20 +422,6 @@ def find_command(text: str) -> str | None:
     return None
 
 
-def _transcript_command(text: str, address: str) -> str | None:
-    """In a Sendmail-style session transcript (``>>> DATA`` / ``<<< 550 ...``), the command that
-    the reply naming ``address`` answered."""
-    last = None
-    address = address.lower()
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith(">>> "):
-            last = find_command(line)
-        elif line.startswith("<<< ") and address in line.lower():
-            return last
-    return None
-
-
 def classify(diagnostic: str, status: str | None = None, reply_code: int | None = None, *,
              action: str | None = None, diagnostic_type: str | None = None,
              command: str | None = None, gateway: bool = False) -> str:
@@ -443,7 +429,7 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     SMTP command that was refused and the reply code. ``gateway``: the report comes from a
     filtering appliance in front of the mail server, which refuses whole messages."""
     text = re.sub(r"\s+", " ", (diagnostic or "").lower())
-    quoted = re.search(r"\b[245]\d\d[ -]'([^']{4,})'", text)
+    quoted = re.search(r"\b[245]\d\d-'([^']{4,})'", text)
     if quoted:
         # a relay's own summary quoting the remote server's answer (Amazon SES: "5.1.0 -
         # Unknown address error 550-'5.7.1 ... Access denied'"): the answer is what counts
@@ -716,8 +702,9 @@ def _around(text: str, address: str, lines_after: int = 4,
 
 def _session_reply(text: str, address: str) -> tuple[str, str | None] | None:
     """In a Sendmail-style transcript, the status line for ``address``
-    (``554 <a@b>... Remote protocol error``) with the remote server's replies (``<<< ...``) to
-    the command that failed in that session (``>>> MAIL From:...``), and that command."""
+    (``554 <a@b>... Remote protocol error``) with the remote server's replies (``<<< ...``) that
+    caused it, and the command they answered (``>>> MAIL From:...``); no command when no reply
+    of the remote server led to the line."""
     address = address.lower()
     command, replies, notes = None, [], []
     for line in text.splitlines():
@@ -732,8 +719,8 @@ def _session_reply(text: str, address: str) -> tuple[str, str | None] | None:
             # Sendmail's own status line; the replies before it were its cause
             m = re.match(r"[245]\d\d[ -]<?([^\s<>]+@[^\s<>]+?)>?\.\.\.\s", t)
             if m and m.group(1).lower() == address:
-                return " ".join([t, *replies, *notes]), command
-            command, replies, notes = None, [], []
+                return " ".join([t, *replies, *notes]), command if replies else None
+            replies, notes = [], []
         elif t and not t.startswith("-----"):
             notes.append(t)                   # a local program's words ("mail.local: ...")
     return None
@@ -820,7 +807,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
             if status is None:
                 status = find_status(diag)
             command = find_command(diag) or (
-                _transcript_command(human, rcpt) or
+                (_session_reply(human, rcpt) or ("", None))[1] or
                 find_command(_around(human, rcpt, 5, everyone))
                 if rcpt else None)
             reason = classify(diag, status, code, action=action, diagnostic_type=dtype,
