@@ -7,7 +7,9 @@ from .messages import build_message
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
 from .journal import Journal, SQLiteJournal, history
 from .pacing import Pacing
-from .sender import Campaign, send, send_async
+from .sender import Campaign, StoppedError, send, send_async, send_test
+from .job import Job
+from .options import SendOptions
 from .settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
 from .templates import Template
 from .transports import check_relay
@@ -15,7 +17,8 @@ from .transports import check_relay
 __version__ = "0.1.0"
 
 __all__ = [
-    "Audience", "AuthenticationError", "Campaign", "Journal", "Pacing", "Pickup", "Relay",
+    "Audience", "AuthenticationError", "Campaign", "Job", "SendOptions", "StoppedError",
+    "send_test", "Journal", "Pacing", "Pickup", "Relay",
     "SQLiteJournal", "Secret", "check_relay", "history", "send", "send_async", "Profile",
     "PRESETS", "list_profiles", "Blocklist", "ConfigError", "JournalError", "MailnbError",
     "PreflightError", "RecipientError", "RelayError", "SecretMissingError", "Suppressions",

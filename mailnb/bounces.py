@@ -1013,7 +1013,7 @@ def process_bounces(profile: Any, *, folder: str | None = None, since: str | Non
     from .journal import open_journal
     from .mailbox import Mailbox, Session
 
-    j = open_journal(journal if journal is not None else (profile.journal or None))
+    j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
     mb = mailbox or Mailbox.from_profile(profile, folder=folder)
     limit = threshold or getattr(profile, "bounce_threshold", 3) or 3
     rows: list[dict[str, Any]] = []

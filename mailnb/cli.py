@@ -3,6 +3,7 @@
     mailnb send --recipients people.csv --template invite/ --campaign spring --from me@example.org \\
                 --host smtp.example.org --username me@example.org [--dry-run] [--limit N] ...
     mailnb send ... --profile work          # relay, From and pacing from a saved profile
+    mailnb history spring --status unknown  # who got what, when
     mailnb check --profile work             # connect, TLS, login, quit: send nothing
     mailnb bounces --profile work           # read the bounce mailbox, suppress bad addresses
     mailnb sink --folder captured/          # a capture SMTP server on 127.0.0.1
@@ -59,51 +60,59 @@ def _relay(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
-    from .sender import Campaign, send
-    from .templates import Template
-
-    relay, profile = _relay(args)
-    df = read_table(args.recipients)
-    blocklist = None
-    if args.blocklist:
-        blocklist = Blocklist(line.strip() for line in Path(args.blocklist).read_text().splitlines()
-                              if line.strip() and not line.startswith("#"))
-    audience = Audience(df, args.email_column, campaign=args.campaign,
-                        unsubscribes=Unsubscribes.from_csv(args.unsubscribes) if args.unsubscribes
-                        else None,
-                        suppressions=Suppressions.from_csv(args.suppressions) if args.suppressions
-                        else None, blocklist=blocklist, transactional=args.transactional,
-                        exclusion_policy=profile.exclusion_policy if profile else "global")
-    print(f"mailnb: {audience.summary()}")
-    template = Template.from_folder(args.template)
-    extra = {k: v for k, v in (("from_name", args.from_name), ("reply_to", args.reply_to)) if v}
-    if profile is not None:
-        if args.from_addr:
-            extra["from_addr"] = args.from_addr
-        campaign = Campaign.from_profile(profile, args.campaign, audience, template, **extra)
-    else:
-        if not args.from_addr:
-            print("mailnb: --from is required without a profile", file=sys.stderr)
-            return 2
-        campaign = Campaign(args.campaign, audience, template, from_addr=args.from_addr, **extra)
-    options: dict[str, Any] = {"dry_run": args.dry_run, "progress": "auto"}
-    if profile is not None:
-        options.update(profile.pacing_options())
-    for name in ("limit", "rate", "daily_cap", "concurrency", "retries", "journal", "backup"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
-    if args.block:
-        options["block"] = (args.block, args.block_pause or 0)
-    options["resend_unknown"] = args.resend_unknown
-    options["reset"] = args.reset
-    options["requeue_errors"] = args.requeue_errors
-    result = send(campaign, relay, **options)
-    if args.results:
-        result.to_csv(args.results)
-        print(f"mailnb: results written to {args.results}")
+    from .job import Job
+    from .sender import StoppedError
+    settings = {name: getattr(args, name) for name in Job.setting_names()
+                if getattr(args, name, None) is not None}
+    settings.setdefault("progress", "auto")
+    job = Job(**settings)
+    try:
+        job.run()
+    except StoppedError as err:
+        print(f"mailnb: {err}", file=sys.stderr)
+        if job.results:
+            job._result = err.result
+            print(f"mailnb: results written to {job.write_results()}")
+        return 143
+    finally:
+        job.close()
     return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .journal import history
+    from .settings import Profile
+    journal = args.journal or (Profile.load(args.profile).journal if args.profile else None)
+    df = history(args.campaign, journal or None, status=args.status)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"mailnb: {len(df)} row(s) written to {args.csv}")
+        return 0
+    cols = ["campaign", "address", "status", "sent_at", "code", "reply", "message_id"]
+    with __import__("pandas").option_context("display.max_rows", None, "display.width", 200,
+                                             "display.max_colwidth", 60):
+        print(df[cols].to_string(index=False) if len(df) else "no recipients")
+    return 0
+
+
+def _send_args(s: argparse.ArgumentParser) -> None:
+    """One flag per Job setting, named like it (--daily-cap for daily_cap)."""
+    from dataclasses import fields
+
+    from .job import Job
+    kinds = {"int": int, "int | None": int, "str | None": str, "str": str}
+    for f in fields(Job):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help"), "default": None}
+        if f.type in ("bool | None", "bool"):
+            if f.name == "verify":
+                s.add_argument("--insecure", dest="verify", action="store_const", const=False,
+                               default=None, help="do not verify the relay's TLS certificate")
+                continue
+            kw.update(action="store_const", const=True)
+        else:
+            kw["type"] = kinds.get(str(f.type), str)
+        s.add_argument(flag, **kw)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -205,35 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("send", help="send a campaign (what campaign.ipynb does)")
-    s.add_argument("--recipients", required=True, help="CSV, TSV, Excel or Parquet file")
-    s.add_argument("--email-column", default="email")
-    s.add_argument("--template", required=True, help="template folder (subject.txt, body.*) ")
-    s.add_argument("--campaign", required=True, help="campaign name: the same name resumes")
-    s.add_argument("--from", dest="from_addr", help="From address (default: the profile's)")
-    s.add_argument("--from-name")
-    s.add_argument("--reply-to")
-    s.add_argument("--dry-run", action="store_true", help="render and plan, send nothing")
-    s.add_argument("--limit", type=int, help="at most N messages this run")
-    s.add_argument("--rate", help="e.g. 600/h, 10/min")
-    s.add_argument("--daily-cap", type=int, help="at most N a day for this relay account")
-    s.add_argument("--block", type=int, help="messages per block ...")
-    s.add_argument("--block-pause", help="... then a pause, e.g. 2min")
-    s.add_argument("--concurrency", type=int, help="parallel connections")
-    s.add_argument("--retries", type=int, help="retries of temporary failures (default 3)")
-    s.add_argument("--journal", help="journal file (default: the profile's, or the user data dir)")
-    s.add_argument("--backup", help="save each sent message, e.g. 'sent/{campaign}/{date}'")
-    s.add_argument("--unsubscribes", help="CSV of unsubscribed addresses (email[,campaign])")
-    s.add_argument("--suppressions", help="CSV of suppressed addresses")
-    s.add_argument("--blocklist", help="file of addresses and domains, one per line")
-    s.add_argument("--transactional", action="store_true")
-    s.add_argument("--resend-unknown", action="store_true",
-                   help="resend messages whose outcome was lost in a crash")
-    s.add_argument("--reset", action="store_true", help="set all recipients to unsent first")
-    s.add_argument("--requeue-errors", action="store_true",
-                   help="set failed and deferred recipients to unsent after sending")
-    s.add_argument("--results", help="write the result table to this CSV")
-    _relay_args(s)
+    _send_args(s)
     s.set_defaults(func=cmd_send)
+
+    h = sub.add_parser("history", help="who got what, when: the journal of a campaign")
+    h.add_argument("campaign", nargs="?", help="the campaign (default: all)")
+    h.add_argument("--status", help="only this state, e.g. unknown, failed, deferred")
+    h.add_argument("--journal", help="journal file (default: the profile's or the default)")
+    h.add_argument("--profile")
+    h.add_argument("--csv", help="write the rows to this CSV instead")
+    h.set_defaults(func=cmd_history)
 
     c = sub.add_parser("check", help="check the relay: connect, TLS, login, quit")
     _relay_args(c)

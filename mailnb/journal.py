@@ -23,14 +23,14 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from .errors import JournalError
+from .pacing import CAP_PERIOD
+from .recipients import Suppressions, Unsubscribes, address_key
 
-if TYPE_CHECKING:
-    from .recipients import Suppressions
 
 STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown", "bounced")
 #: a run that has not written for this long is taken to be dead
@@ -102,12 +102,10 @@ class Journal(ABC):
 
     def suppressions(self) -> Any:
         """The suppression list (none, unless the backend keeps one)."""
-        from .recipients import Suppressions
         return Suppressions()
 
     def unsubscribes(self) -> Any:
         """The unsubscribe list (none, unless the backend keeps one)."""
-        from .recipients import Unsubscribes
         return Unsubscribes()
 
     def record_bounces(self, source_id: str, bounces: Iterable[Any]) -> bool:
@@ -115,6 +113,24 @@ class Journal(ABC):
 
     @abstractmethod
     def sent_since(self, account: str, since: float) -> int: ...
+
+    def cap_frees_at(self, account: str, cap: int, now: float) -> float | None:
+        """When the rolling 24 hours next allow a message for ``account`` under a daily ``cap``
+        (None: it allows one now)."""
+        times = self.sent_times(account, now - CAP_PERIOD)
+        over = len(times) - cap
+        return None if over < 0 else times[over] + CAP_PERIOD
+
+    def sent_times(self, account: str, since: float) -> list[float]:
+        raise JournalError(f"{type(self).__name__} cannot list send times")
+
+    @property
+    def location(self) -> str:
+        """Where the journal lives, for the user to see."""
+        return repr(self)
+
+    def close(self) -> None:
+        """Release the journal (a no-op unless the backend holds a connection)."""
 
     @abstractmethod
     def history(self, campaign: str | None = None) -> pd.DataFrame: ...
@@ -153,10 +169,12 @@ CREATE TABLE IF NOT EXISTS suppressions (
 class SQLiteJournal(Journal):
     """The journal in one SQLite file (WAL mode: readers never block the sender)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, label: str | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
+        self.label = label
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -318,6 +336,15 @@ class SQLiteJournal(Journal):
                                "AND at >= ?", (account, since)).fetchone()
         return int(n)
 
+    def sent_times(self, account: str, since: float) -> list[float]:
+        return [t for (t,) in self.db.execute(
+            "SELECT at FROM events WHERE status = 'sent' AND account = ? AND at >= ? ORDER BY at",
+            (account, since))]
+
+    @property
+    def location(self) -> str:
+        return self.label or str(self.path)
+
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""
         q = ("SELECT campaign, key, address, row, status, attempts, code, reply, message_id, "
@@ -334,14 +361,12 @@ class SQLiteJournal(Journal):
     def unsubscribe(self, address: str, campaign: str | None = None, source: str = "") -> bool:
         """Record an unsubscribe, for one campaign or (``campaign=None``) for all. False if it
         was recorded already."""
-        from .recipients import _key
         cur = self.db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?,?,?,?,?)",
-                              (_key(address), address, campaign or "", source, time.time()))
+                              (address_key(address), address, campaign or "", source, time.time()))
         return cur.rowcount == 1
 
     def unsubscribes(self) -> Any:
         """The unsubscribe list, ready for ``Audience(..., unsubscribes=...)``."""
-        from .recipients import Unsubscribes
         return Unsubscribes((addr, camp or None, f"unsubscribed via {src or 'list'}")
                             for addr, camp, src in self.db.execute(
                                 "SELECT address, campaign, source FROM unsubscribes"))
@@ -350,20 +375,17 @@ class SQLiteJournal(Journal):
     def suppress(self, address: str, reason: str, source: str = "") -> bool:
         """Put an address on the suppression list (kept apart from unsubscribes). False if it was
         there already."""
-        from .recipients import _key
         cur = self.db.execute(
             "INSERT OR IGNORE INTO suppressions (key, address, reason, source, added_at) "
-            "VALUES (?,?,?,?,?)", (_key(address), address, reason, source, time.time()))
+            "VALUES (?,?,?,?,?)", (address_key(address), address, reason, source, time.time()))
         return cur.rowcount == 1
 
     def unsuppress(self, address: str) -> bool:
-        from .recipients import _key
         return self.db.execute("DELETE FROM suppressions WHERE key = ?",
-                               (_key(address),)).rowcount == 1
+                               (address_key(address),)).rowcount == 1
 
     def suppressions(self) -> Suppressions:
         """The suppression list, ready for ``Audience(..., suppressions=...)``."""
-        from .recipients import Suppressions
         return Suppressions((addr, None, reason or "") for addr, reason in
                             self.db.execute("SELECT address, reason FROM suppressions"))
 
@@ -382,7 +404,6 @@ class SQLiteJournal(Journal):
         (``source_id``) is ignored, so a crash between storing and flagging never double-counts.
         Each bounce is matched to the campaign and recipient it belongs to, by the quoted
         Message-ID first, then by campaign header and address. Returns False if already stored."""
-        from .recipients import _key
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")
@@ -391,7 +412,7 @@ class SQLiteJournal(Journal):
             if cur.rowcount == 0:
                 return False
             for b in bounces:
-                rkey = _key(b.recipient) if b.recipient else None
+                rkey = address_key(b.recipient) if b.recipient else None
                 campaign, key = None, None
                 if b.message_id:
                     row = self.db.execute("SELECT campaign, key FROM recipients WHERE message_id = ?",
@@ -425,18 +446,16 @@ class SQLiteJournal(Journal):
         return True
 
     def bounce_history(self, address: str) -> pd.DataFrame:
-        from .recipients import _key
         df = pd.read_sql_query("SELECT at, kind, hard, reason, status, diagnostic, campaign, "
                                "message_id FROM bounces WHERE rkey = ? ORDER BY at",
-                               self.db, params=(_key(address),))
+                               self.db, params=(address_key(address),))
         df["hard"] = df["hard"].astype(bool)
         return df
 
     def last_success(self, address: str, grace_seconds: float) -> float | None:
         """When mail to the address last got through: a success report, or a message sent more
         than ``grace_seconds`` ago for which no bounce came back."""
-        from .recipients import _key
-        rkey = _key(address)
+        rkey = address_key(address)
         (delivered,) = self.db.execute("SELECT max(at) FROM bounces WHERE rkey = ? AND "
                                        "kind = 'delivered'", (rkey,)).fetchone()
         (quiet,) = self.db.execute(
@@ -478,15 +497,38 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def open_journal(journal: Journal | str | Path | None) -> Journal:
+def open_journal(journal: Journal | str | Path | None, *, new: bool = False,
+                 create: bool = True) -> Journal:
+    """The journal to use. ``None``: ``$MAILNB_JOURNAL``, else the default file in the user's data
+    folder. A path given explicitly (an argument, ``$MAILNB_JOURNAL``, a profile) that does not
+    exist is refused unless ``new=True``: a mistyped path would otherwise start an empty journal
+    and send the whole campaign again. ``create=False`` (a dry run) never makes a file."""
     if isinstance(journal, Journal):
         return journal
-    return SQLiteJournal(journal)
+    explicit = journal is not None or bool(os.environ.get(JOURNAL_ENV))
+    path = Path(journal).expanduser() if journal is not None else default_path()
+    if not path.exists():
+        if explicit and not new:
+            raise JournalError(
+                f"the journal {str(path)!r} does not exist. Check the path (a mistyped one would "
+                "send the campaign again to everyone), or start a new journal there with "
+                "new_journal=True (--new-journal on the command line)")
+        if not create:
+            return SQLiteJournal(":memory:", label=str(path))
+    return SQLiteJournal(path)
 
 
-def history(campaign: str | None = None, journal: Journal | str | Path | None = None) -> pd.DataFrame:
-    """The journal of a campaign (or of all) as a DataFrame: one row per recipient."""
-    return open_journal(journal).history(campaign)
+def history(campaign: str | None = None, journal: Journal | str | Path | None = None, *,
+            status: str | None = None) -> pd.DataFrame:
+    """The journal of a campaign (or of all) as a DataFrame: one row per recipient, who got what,
+    when (``status="unknown"``: only those)."""
+    j = open_journal(journal)
+    try:
+        df = j.history(campaign)
+    finally:
+        if j is not journal:
+            j.close()
+    return df[df["status"] == status].reset_index(drop=True) if status else df
 
 
 def timeline(campaign: str, journal: Journal | str | Path | None = None,

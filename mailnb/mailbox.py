@@ -16,72 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AuthenticationError, ConfigError, RelayError, TLSError
-from .settings import Profile, Secret, client_ssl_context, find_password, valid_hostname
+from .settings import Mailbox, Profile, Secret
+
+__all__ = ["Mailbox", "PROCESSED", "connect_imap", "list_folders"]
 
 PROCESSED = "$MailnbProcessed"
-
-
-@dataclass(frozen=True)
-class Mailbox:
-    """Where bounces arrive. ``protocol``: ``imap`` or ``pop3``; ``security``: ``tls`` (993/995)
-    or ``starttls`` (143/110)."""
-
-    host: str
-    username: str
-    port: int | None = None
-    security: str = "tls"
-    protocol: str = "imap"
-    folder: str = "INBOX"
-    processed_folder: str | None = None
-    password: Secret | None = None
-    password_env: str | None = "MAILNB_IMAP_PASSWORD"
-    cafile: str | None = None
-    verify: bool = True
-    timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.password, str):
-            object.__setattr__(self, "password", Secret(self.password))
-        if self.port is None:
-            ports = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("pop3", "tls"): 995,
-                     ("pop3", "starttls"): 110}
-            object.__setattr__(self, "port", ports.get((self.protocol, self.security), 993))
-
-    @classmethod
-    def from_profile(cls, profile: Profile, password: Secret | str | None = None,
-                     **overrides: Any) -> Mailbox:
-        if not profile.imap_host or not profile.imap_username:
-            raise ConfigError(f"profile {profile.name!r} has no bounce mailbox; set imap_host and "
-                              "imap_username (bounce_form in the setup notebook)")
-        values: dict[str, Any] = dict(
-            host=profile.imap_host, username=profile.imap_username, port=profile.imap_port,
-            security=profile.imap_security, folder=profile.bounce_folder or "INBOX",
-            processed_folder=profile.processed_folder or None,
-            cafile=profile.imap_cafile or None,
-            password=password if password is not None else profile.imap_password())
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def validate(self) -> None:
-        if not valid_hostname(self.host):
-            raise ConfigError(f"mailbox host {self.host!r} is not a valid host name")
-        if self.protocol not in ("imap", "pop3"):
-            raise ConfigError(f"protocol must be imap or pop3, not {self.protocol!r}")
-        if self.security not in ("tls", "starttls"):
-            raise ConfigError(f"mailbox security must be tls or starttls, not {self.security!r}")
-        if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ConfigError(f"mailbox port {self.port!r} is out of range (1-65535)")
-
-    def secret(self) -> Secret:
-        return find_password(kind="imap", username=self.username, host=self.host,
-                             given=self.password, env=self.password_env)
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return client_ssl_context(self.verify, self.cafile)
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 def _wrap(mb: Mailbox, err: BaseException, secret: Secret | None) -> Exception:

@@ -22,6 +22,7 @@ class Stats:
     deferred: int = 0
     retrying: int = 0
     skipped: int = 0
+    in_flight: int = 0
     started: float = field(default_factory=time.time)
     eta: float | None = None           # expected end (epoch seconds)
     state: str = "sending"

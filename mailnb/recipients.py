@@ -70,7 +70,7 @@ def normalize(address: str, *, check_deliverability: bool = False,
     return Address(addr, addr.casefold(), bool(info.smtputf8))
 
 
-def _key(address: str) -> str:
+def address_key(address: str) -> str:
     """The identity used by the exclusion lists: normalised when valid, else stripped and folded."""
     try:
         return normalize(address, allow_test_domains=True).key
@@ -116,7 +116,7 @@ class AddressList:
         return cls(pd.read_csv(path, dtype=str))
 
     def add(self, address: str, campaign: str | None = None, note: str = "") -> None:
-        self._entries.setdefault(_key(address), {})[campaign] = note
+        self._entries.setdefault(address_key(address), {})[campaign] = note
 
     def to_frame(self) -> pd.DataFrame:
         rows = [(k, c, n) for k, per in self._entries.items() for c, n in per.items()]
@@ -141,7 +141,7 @@ class AddressList:
         return None
 
     def __contains__(self, address: object) -> bool:
-        return isinstance(address, str) and _key(address) in self._entries
+        return isinstance(address, str) and address_key(address) in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -171,7 +171,7 @@ class Blocklist:
     def add(self, entry: str) -> None:
         e = entry.strip()
         if "@" in e.lstrip("@"):
-            self.addresses.add(_key(e))
+            self.addresses.add(address_key(e))
         else:
             self.domains.add(e.lstrip("@").casefold().rstrip("."))
 

@@ -42,6 +42,7 @@ def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = 
     if "error" in box:
         raise box["error"]
     if interrupted:
-        raise KeyboardInterrupt("stopped after the messages in flight; the journal has every "
-                                "outcome, and the next run resumes where this one stopped")
+        raise KeyboardInterrupt("stopped after the messages in flight were recorded; the next run "
+                                "resumes where this one stopped (the summary above says what is "
+                                "left and what is unknown)")
     return box["value"]

@@ -1,9 +1,13 @@
 """The sender: a campaign to every recipient, paced, retried, and journaled so that no run sends twice.
 
 ``send(campaign, relay, ...)`` works from a script, a notebook cell and a papermill run;
-``send_async`` is the same for those who have an event loop. Before the first message leaves, every
-row to send is rendered (the preflight), the relay settings are checked and the first connection is
-opened and authenticated: a problem there sends nothing.
+``send_async`` is the same for those who have an event loop. A send reads as stages:
+
+1. **checks**: the options, the relay and the campaign, before anything else;
+2. **plan** (:mod:`mailnb.plan`, pure): who is due now, reminders, send-time exclusions, caps;
+3. **preflight**: every row to send is rendered; any problem and nothing is sent;
+4. **run**: claim, pace, send, retry, record (:class:`_Run`);
+5. **summary**: what happened, and what is left, said truthfully.
 """
 from __future__ import annotations
 
@@ -11,34 +15,45 @@ import asyncio
 import heapq
 import itertools
 import math
+import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import (AuthenticationError, ConfigError, PreflightError, RelayError, TemplateError,
-                     TLSError)
+from .errors import (AuthenticationError, ConfigError, MailnbError, PreflightError, RelayError,
+                     TemplateError, TLSError)
 from .journal import Journal, encode_row, open_journal
 from .messages import build_message
-from .pacing import Pacer, Pacing
+from .options import SendOptions, signature_of
+from .pacing import CAP_PERIOD, Pacer, Pacing
+from .plan import Item, Plan, make_plan
 from .progress import Progress, Stats
 from .recipients import Audience, normalize
 from .runner import run_sync
 from .settings import Pickup, Profile, Relay
 from .signing import DKIMKey
-from .unsubscribes import Unsubscribe
-from .templates import _CONTROL, DEFAULT_MAX_SIZE, Rendered, Template, check_rendered
+from .templates import CONTROL, DEFAULT_MAX_SIZE, Template, check_rendered
 from .transports import Backup, Delivery, open_connection
+from .unsubscribes import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
 KEEP_RENDERED = 50_000
-RESULT_COLUMNS = ["address", "status", "code", "reply", "attempts", "message_id", "sent_at",
-                  "this_run"]
+RESULT_COLUMNS = ["address", "status", "reason", "code", "reply", "attempts", "message_id",
+                  "sent_at", "this_run"]
+
+
+class StoppedError(MailnbError):
+    """The run was stopped by a signal (SIGTERM: a cron or papermill time-out) after the messages
+    in flight were recorded. ``result`` is the result frame; the next run resumes."""
+
+    def __init__(self, message: str, result: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -48,6 +63,10 @@ class Campaign:
 
     ``key`` names a column that identifies a recipient (default: the normalised address), so a row
     whose address changed is still the same person. ``headers`` are added to every message.
+    ``email_format``: ``"both"`` (text and HTML, multipart/alternative), ``"text"`` or ``"html"``
+    (one part only). ``bounce_address`` is the envelope sender (MAIL FROM, so Return-Path): where
+    delivery reports go (default: the From address); ``verp=True`` makes it per message,
+    ``local+<id>@domain``, so a report is matched to its recipient even when its text is not.
 
     ``follow_up`` names an earlier campaign: this one is a reminder, sent only to the recipients
     that campaign reached, each threaded to their original message (In-Reply-To, References).
@@ -72,32 +91,46 @@ class Campaign:
     follow_up: str | None = None
     unsubscribe: Unsubscribe | None = None
     dkim: DKIMKey | None = None
+    bounce_address: str | None = None
+    verp: bool = False
 
     @classmethod
     def from_profile(cls, profile: Profile, name: str, audience: Audience, template: Template, *,
-                     alternate: bool = False, **overrides: Any) -> Campaign:
-        """A campaign with From, Reply-To, footer and format from a profile's preferences
-        (``alternate=True``: the profile's alternate From, falling back to the main one)."""
-        from_addr, from_name = profile.sender(alternate)
+                     alternate: bool | None = None, **overrides: Any) -> Campaign:
+        """A campaign with From, Reply-To, footer, format, bounce address, unsubscribe links and
+        DKIM from a profile's preferences (``alternate=True``, or the profile's
+        ``alternate_from``: the alternate From, falling back to the main one). ``overrides`` that
+        are None are ignored."""
+        use_alt = profile.alternate_from if alternate is None else alternate
+        from_addr, from_name = profile.sender(use_alt)
         values: dict[str, Any] = {"from_addr": from_addr, "from_name": from_name,
                                   "reply_to": profile.reply_to or None,
                                   "footer": profile.footer or None,
-                                  "email_format": profile.email_format}
+                                  "email_format": profile.email_format,
+                                  "bounce_address": profile.bounce_address or None,
+                                  "verp": profile.verp, "key": profile.key_column or None}
         if profile.unsubscribe_mailto or profile.unsubscribe_url:
             values["unsubscribe"] = Unsubscribe(mailto=profile.unsubscribe_mailto or None,
                                                 url=profile.unsubscribe_url or None)
         if profile.dkim_key_file:
             values["dkim"] = DKIMKey.from_file(profile.dkim_key_file, profile.dkim_selector,
-                                               profile.dkim_domain or
-                                               profile.sender()[0].rpartition("@")[2])
-        values.update(overrides)
+                                               profile.dkim_domain or from_addr.rpartition("@")[2])
+        values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(name, audience, template, **values)
 
     def unsubscribe_links(self) -> Unsubscribe:
         return self.unsubscribe or Unsubscribe(mailto=self.reply_to or self.from_addr)
 
+    def envelope_from(self, message_id: str | None) -> str:
+        """MAIL FROM: the bounce address (per message with VERP), else the From address."""
+        base = self.bounce_address or self.from_addr
+        if not self.verp or not message_id:
+            return base
+        local, _, domain = base.rpartition("@")
+        return f"{local}+{message_id.strip('<>').partition('@')[0]}@{domain}"
+
     def validate(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip() or _CONTROL.search(self.name) \
+        if not isinstance(self.name, str) or not self.name.strip() or CONTROL.search(self.name) \
                 or len(self.name) > 200:
             raise ConfigError(f"campaign name {self.name!r} must be a non-empty line of text (at "
                               "most 200 characters): it identifies the campaign in the journal")
@@ -106,8 +139,9 @@ class Campaign:
                               "mailnb.Audience(df, 'email')")
         if not isinstance(self.template, Template):
             raise ConfigError("Campaign.template must be a mailnb.Template")
-        for label, value in (("from_addr", self.from_addr), ("reply_to", self.reply_to)):
-            if value is None and label == "reply_to":
+        for label, value in (("from_addr", self.from_addr), ("reply_to", self.reply_to),
+                             ("bounce_address", self.bounce_address)):
+            if value is None and label != "from_addr":
                 continue
             try:
                 normalize(str(value), allow_test_domains=True)
@@ -119,6 +153,9 @@ class Campaign:
         if self.key is not None and self.key not in self.audience.sendable.columns:
             raise ConfigError(f"key column {self.key!r} is not in the audience; the columns are "
                               f"{list(self.audience.sendable.columns)}")
+        if self.follow_up is not None and self.follow_up == self.name:
+            raise ConfigError("a follow-up needs a campaign name of its own, e.g. "
+                              f"{self.name + '-reminder'!r}")
 
     def recipients(self) -> list[Item]:
         aud = self.audience
@@ -144,57 +181,40 @@ class Campaign:
         return items
 
 
-@dataclass
-class Item:
-    row: Any
-    key: str
-    address: str
-    smtputf8: bool
-    values: dict[str, Any]
-    rendered: Rendered | None = None
-    data: bytes | None = None
-    message_id: str | None = None
-    attempts: int = 0
-    thread: str | None = None       # the Message-ID this message follows up
-    context: dict[str, Any] | None = None        # unsubscribe_url
-    extra_headers: dict[str, str] | None = None  # List-Unsubscribe
-
-
-@dataclass
 class _Budget:
     """How many more new recipients this run may take (limit per run and daily cap)."""
 
-    left: float
+    def __init__(self, left: float) -> None:
+        self.left = left
 
-    def take(self) -> bool:
-        if self.left <= 0:
-            return False
+    def take(self) -> None:
         self.left -= 1
-        return True
 
     def give_back(self) -> None:
         self.left += 1
 
 
 class _Run:
+    """The run stage: workers claim, pace, send, retry and record, one per connection."""
+
     def __init__(self, campaign: Campaign, relay: Relay | Pickup, journal: Journal, run_id: str,
-                 pacing: Pacing, *, retries: int, backoff: float, max_backoff: float,
-                 backup: Backup | None, stats: Stats, stop: threading.Event, cap: _Budget,
-                 limit: _Budget, password: Any) -> None:
+                 pacing: Pacing, opts: SendOptions, *, backup: Backup | None, stats: Stats,
+                 stop: threading.Event, cap: _Budget, password: Any) -> None:
         self.campaign = campaign
         self.relay = relay
         self.journal = journal
         self.run_id = run_id
         self.pacing = pacing
         self.pacer = Pacer(pacing, sleep=self.sleep)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.retries = opts.retries
+        self.backoff = opts.backoff
+        self.max_backoff = opts.max_backoff
+        self.wait = opts.wait
         self.backup = backup
         self.stats = stats
         self.stop = stop
         self.cap = cap
-        self.limit = limit
+        self.limit = _Budget(pacing.limit or math.inf)
         self.password = password
         self.new: Any = None
         self.retry_heap: list[tuple[float, int, Item]] = []
@@ -217,20 +237,41 @@ class _Run:
             self.stop_reason = reason
         self.stop.set()
 
+    def _end_new(self, reason: str) -> None:
+        self.new = None
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    async def _wait_for_cap(self) -> None:
+        """With wait=True at the daily cap: sleep until the rolling window frees a message."""
+        cap = self.pacing.daily_cap or 0
+        free_at = self.journal.cap_frees_at(self.relay.account, cap, time.time())
+        if free_at is not None:
+            _say(f"daily cap of {cap} reached; waiting until {_clock(free_at)}, when the rolling "
+                 "24 hours allow the next message")
+            await self.sleep(max(free_at - time.time(), 0) + 0.05)
+        used = self.journal.sent_since(self.relay.account, time.time() - CAP_PERIOD)
+        self.cap.left = max(cap - used - self.stats.in_flight, 0)
+
     async def next_item(self, before_wait: Any = None) -> Item | None:
         while not self.stop.is_set():
             now = time.monotonic()
             if self.retry_heap and self.retry_heap[0][0] <= now:
                 return heapq.heappop(self.retry_heap)[2]
             if self.new is not None:
+                window = self.pacing.window
                 if self.limit.left <= 0:
-                    self.new = None
-                    if self.stop_reason is None:
-                        self.stop_reason = "limit reached"
+                    self._end_new("limit reached")
+                elif self.cap.left <= 0 and not self.wait:
+                    self._end_new("daily cap reached")
                 elif self.cap.left <= 0:
-                    self.new = None
-                    if self.stop_reason is None:
-                        self.stop_reason = "daily cap reached"
+                    if before_wait is not None:
+                        before_wait()
+                    await self._wait_for_cap()
+                    continue
+                elif window is not None and not self.wait and not window.is_open(time.time()):
+                    self._end_new(f"outside the send window ({window.text}); it opens at "
+                                  f"{_clock(window.next_open(time.time()))}")
                 else:
                     item = next(self.new, None)
                     if item is not None:
@@ -249,22 +290,8 @@ class _Run:
         if item.data is not None:
             return
         c = self.campaign
-        rendered = item.rendered or c.template.render(
-            item.values, row_id=item.row, default_footer=c.footer,
-            default_footer_html=c.footer_html, context=item.context)
-        if c.email_format == "text" and rendered.html is not None:
-            rendered.html = None
-        headers = dict(c.headers)
-        if item.extra_headers:
-            headers.update(item.extra_headers)
-        if item.thread:
-            headers["In-Reply-To"] = item.thread
-            headers["References"] = item.thread
-        item.data, item.message_id = build_message(
-            rendered, from_addr=c.from_addr, to_addr=item.address, from_name=c.from_name,
-            reply_to=c.reply_to, headers=headers, campaign=c.name, smtputf8=item.smtputf8)
-        if c.dkim is not None:
-            item.data = c.dkim.sign(item.data)
+        item.data, item.message_id, rendered = build(c, item)
+        item.envelope_from = c.envelope_from(item.message_id)
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
@@ -296,6 +323,7 @@ class _Run:
                     continue
                 await self.pacer.wait(before_sleep=flush)
                 if self.stop.is_set() and item.attempts == 0:
+                    self.cap.give_back()
                     return       # not claimed yet: it stays pending for the next run
                 claimable = ("pending", "deferred", "unknown") if item.attempts == 0 \
                     else ("deferred",)
@@ -306,8 +334,9 @@ class _Run:
                     self.cap.give_back()
                     continue
                 item.attempts += 1
+                self.stats.in_flight += 1
                 try:
-                    result = await conn.send(c.from_addr, item.address, item.data,
+                    result = await conn.send(item.envelope_from, item.address, item.data,
                                              smtputf8=item.smtputf8)
                 except (AuthenticationError, TLSError, RelayError) as err:
                     j.record(c.name, item.key, self.run_id, "pending", code=err.code,
@@ -315,6 +344,8 @@ class _Run:
                     self.fatal = err
                     self.halt(f"stopped: {err}")
                     return
+                finally:
+                    self.stats.in_flight -= 1
                 pending = self.handle(item, result)
                 if result.status == "retry":
                     flush()          # a retry waits: its state must be on disk first
@@ -366,320 +397,465 @@ class _Run:
         return {**outcome, "status": "deferred"}
 
 
-def _frame_from_journal(campaign: Campaign, items: list[Item], journal: Journal,
-                        run_id: str | None) -> pd.DataFrame:
-    """One row per recipient of this run's audience, in its order and with its index."""
-    hist = journal.history(campaign.name)
-    keys = pd.Series([it.key for it in items])
-    hist = hist.drop_duplicates("key").set_index("key")
-    found = hist.reindex(keys)
-    out = pd.DataFrame({
-        "address": [it.address for it in items],
-        "status": found["status"].fillna("pending").to_numpy(),
-        "code": found["code"].astype("Int64").to_numpy(),
-        "reply": found["reply"].to_numpy(),
-        "attempts": found["attempts"].fillna(0).astype(int).to_numpy(),
-        "message_id": found["message_id"].to_numpy(),
-        "sent_at": pd.to_datetime(found["sent_at"], utc=True).to_numpy(),
-        "this_run": (found["run_id"] == run_id).to_numpy() if run_id is not None
-        else [False] * len(items),
-    }, index=pd.Index([it.row for it in items], name=campaign.audience.sendable.index.name))
-    out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
-    return out
+
+def build(c: Campaign, item: Item, *, subject_prefix: str = "") -> tuple[bytes, str, Any]:
+    """The message for one recipient exactly as it goes out: (bytes, Message-ID, rendered)."""
+    rendered = item.rendered or c.template.render(
+        item.values, row_id=item.row, default_footer=c.footer,
+        default_footer_html=c.footer_html, context=item.context)
+    if c.email_format == "text":
+        rendered = replace(rendered, html=None)
+    elif c.email_format == "html" and rendered.html is not None:
+        rendered = replace(rendered, text=None)
+    if subject_prefix:
+        rendered = replace(rendered, subject=subject_prefix + rendered.subject)
+    headers = dict(c.headers)
+    if item.extra_headers:
+        headers.update(item.extra_headers)
+    if item.thread:
+        headers["In-Reply-To"] = item.thread
+        headers["References"] = item.thread
+    data, message_id = build_message(
+        rendered, from_addr=c.from_addr, to_addr=item.address, from_name=c.from_name,
+        reply_to=c.reply_to, headers=headers, campaign=c.name, smtputf8=item.smtputf8)
+    if c.dkim is not None:
+        data = c.dkim.sign(data)
+    return data, message_id, rendered
 
 
-def _eta_seconds(pacing: Pacing, n: int) -> float:
-    """How long the pacing alone makes ``n`` messages take (the relay's speed comes on top; the
-    progress display estimates that from the messages already sent)."""
-    return pacing.offsets(n)[-1] if n > 0 else 0.0
-
-
-def _say(text: str) -> None:
-    print(f"mailnb: {text}", flush=True)
-
-
-def _resolve(relay: Relay | Pickup | Profile,
-             options: dict[str, Any]) -> tuple[Relay | Pickup, dict[str, Any]]:
-    """A profile stands for its relay, and its pacing and journal are the defaults."""
-    if isinstance(relay, Profile):
-        return relay.relay(), {**relay.pacing_options(), **options}
-    return relay, options
-
-
-async def send_async(campaign: Campaign, relay: Relay | Pickup | Profile,
-                     **options: Any) -> pd.DataFrame:
-    """The async core of :func:`send`; same parameters, same result."""
-    relay, options = _resolve(relay, options)
-    return await _send(campaign, relay, **options)
-
-
-async def _send(campaign: Campaign, relay: Relay | Pickup, *,
-                     journal: Journal | str | Path | None = None, dry_run: bool = False,
-                     limit: int | None = None, rate: str | None = None,
-                     daily_cap: int | None = None, block: int | tuple | None = None,
-                     block_pause: str | float | None = None, concurrency: int = 1,
-                     retries: int = 3, backoff: float = 2.0, max_backoff: float = 300.0,
-                     reset: bool = False, requeue_errors: bool = False,
-                     resend_unknown: bool = False, backup: str | None = None,
-                     progress: str | bool | None = "auto", max_size: int = DEFAULT_MAX_SIZE,
-                     stop: threading.Event | None = None, _stats: Stats | None = None,
-                     _progress: Progress | None = None) -> pd.DataFrame:
-    if not isinstance(relay, (Relay, Pickup)):
-        raise ConfigError("relay must be a mailnb.Relay (SMTP) or mailnb.Pickup (write .eml files)")
-    if not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"retries must be a whole number >= 0, not {retries!r}")
-    pacing = Pacing.build(rate=rate, block=block, block_pause=block_pause, daily_cap=daily_cap,
-                          limit=limit, concurrency=concurrency)
-    relay.validate()
-    campaign.validate()
-    keeper = Backup(backup) if backup else None
-    if keeper is not None:
-        keeper.check()
-    items = campaign.recipients()
-    j = open_journal(journal)
-    stop = stop or threading.Event()
-    account = relay.account
-
-    states = j.states(campaign.name)
-    if not dry_run and reset:
-        j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
-        states = j.states(campaign.name)
-    claimable = {"pending", "deferred"} | ({"unknown"} if resend_unknown else set())
+# -- stage 2: the plan -----------------------------------------------------------------------------
+def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str, *,
+              resend_unknown: bool = False) -> Plan:
+    """Read what the plan needs from the journal and make it (:func:`mailnb.plan.make_plan`)."""
+    threads = None
     if campaign.follow_up:
-        if campaign.follow_up == campaign.name:
-            raise ConfigError("a follow-up needs a campaign name of its own, e.g. "
-                              f"{campaign.name + '-reminder'!r}")
-        earlier = j.history(campaign.follow_up)
+        earlier = journal.history(campaign.follow_up)
         earlier = earlier[earlier["status"] == "sent"]
         if earlier.empty:
             raise ConfigError(f"campaign {campaign.follow_up!r} has no sent messages in the "
-                              f"journal {getattr(j, 'path', j)}; nothing to follow up")
+                              f"journal {journal.location}; nothing to follow up")
         threads = dict(zip(earlier["key"], earlier["message_id"]))
-        unreached = [it for it in items if it.key not in threads]
-        items = [it for it in items if it.key in threads]
-        for it in items:
-            it.thread = threads[it.key]
-        if unreached:
-            _say(f"{len(unreached)} recipient(s) never got {campaign.follow_up!r}: no reminder "
-                 "for them")
-    todo = [it for it in items if states.get(it.key, "pending") in claimable]
-    done_before = len(items) - len(todo)
-    # the suppression list is read at send time too: an address that bounced since the audience
-    # was built is skipped
-    suppressed: list[tuple[Item, str]] = []
-    sup = j.suppressions()
-    unsub = j.unsubscribes() if not campaign.audience.transactional else None
-    if len(sup) or (unsub is not None and len(unsub)):
-        keep = []
-        policy = campaign.audience.exclusion_policy
-        for it in todo:
-            k = it.address.casefold()
-            note = sup.match(k)
-            if note is not None:
-                suppressed.append((it, f"suppressed: {note}"))
-            elif unsub is not None and \
-                    (u := unsub.match(k, campaign.name, policy=policy)) is not None:
-                suppressed.append((it, f"unsubscribed: {u}"))
-            else:
-                keep.append(it)
-        todo = keep
+    aud = campaign.audience
+    sent = journal.sent_since(account, time.time() - CAP_PERIOD) if pacing.daily_cap else 0
+    plan = make_plan(campaign.recipients(), journal.states(campaign.name), campaign=campaign.name,
+                     pacing=pacing, sent_last_24h=sent, resend_unknown=resend_unknown,
+                     threads=threads, suppressions=journal.suppressions(),
+                     unsubscribes=None if aud.transactional else journal.unsubscribes(),
+                     policy=aud.exclusion_policy)
+    if plan.unreached:
+        _say(f"{len(plan.unreached)} recipient(s) never got {campaign.follow_up!r}: no reminder "
+             "for them")
+    return plan
 
-    # -- the preflight: render every row to send; any problem and nothing is sent ----------------
-    transactional = campaign.audience.transactional
+
+# -- stage 3: the preflight ------------------------------------------------------------------------
+def preflight(campaign: Campaign, items: list[Item], max_size: int) -> None:
+    """Render every row to send (kept for sending, up to KEEP_RENDERED); any problem raises
+    PreflightError with all of them, and nothing is sent."""
     links = campaign.unsubscribe_links()
     secret = links.key()
-    for it in todo:
-        url, hdrs = links.links(it.address, campaign.name, secret)
-        it.context = {"unsubscribe_url": url}
-        it.extra_headers = None if transactional else hdrs
+    transactional = campaign.audience.transactional
     problems: list[tuple[Any, str, str, str]] = []
     advised: set[tuple[str, str]] = set()
     try:
         campaign.template.compile()
     except TemplateError as err:
         problems.append((None, err.field or "", str(err), "error"))
-    else:
-        for n, it in enumerate(todo):
-            try:
-                r = campaign.template.render(it.values, row_id=it.row,
-                                             default_footer=campaign.footer,
-                                             default_footer_html=campaign.footer_html,
-                                             context=it.context)
-            except TemplateError as err:
-                problems.append((it.row, err.field or "", str(err), "error"))
-                continue
-            problems.extend(check_rendered(r, it.row, max_size, advised))
-            if n < KEEP_RENDERED:
-                it.rendered = r
+        items = []
+    for n, it in enumerate(items):
+        url, hdrs = links.links(it.address, campaign.name, secret)
+        it.context = {"unsubscribe_url": url}
+        it.extra_headers = None if transactional else hdrs
+        try:
+            r = campaign.template.render(it.values, row_id=it.row, context=it.context,
+                                         default_footer=campaign.footer,
+                                         default_footer_html=campaign.footer_html)
+        except TemplateError as err:
+            problems.append((it.row, err.field or "", str(err), "error"))
+            continue
+        problems.extend(check_rendered(r, it.row, max_size, advised))
+        if n < KEEP_RENDERED:
+            it.rendered = r
+    if campaign.email_format == "html":
+        problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
+                         "plain-text alternative: spam filters score such mail worse", "warning"))
+    _raise_problems(problems)
+
+
+def _raise_problems(problems: list[tuple[Any, str, str, str]]) -> None:
     for _, _, advice, _ in (p for p in problems if p[3] == "warning"):
         _say(f"warning: {advice}")
-    problems = [p for p in problems if p[3] == "error"]
-    if problems:
-        frame = pd.DataFrame(problems, columns=["row", "field", "error", "severity"])
+    errors = [p for p in problems if p[3] == "error"]
+    if errors:
+        frame = pd.DataFrame(errors, columns=["row", "field", "error", "severity"])
         shown = "\n".join(f"  {e}" for e in frame["error"].head(10))
         more = f"\n  ... and {len(frame) - 10} more" if len(frame) > 10 else ""
         raise PreflightError(f"the preflight found {len(frame)} problem(s); nothing was sent. "
                              f"Fix them and run again (err.problems has them all):\n{shown}{more}",
                              frame)
 
-    cap_left: float = math.inf
-    if daily_cap:
-        used = j.sent_since(account, time.time() - 86400)
-        cap_left = max(daily_cap - used, 0)
-    n_now = int(min(len(todo), limit or math.inf, cap_left))
-    eta = _eta_seconds(pacing, n_now)
-    what = (f"campaign {campaign.name!r}: {n_now} to send now, {len(todo) - n_now} left for later "
-            f"runs, {done_before} done before; {relay.describe()}; {pacing.describe()}")
-    if daily_cap:
-        what += f"; daily cap {daily_cap} ({int(cap_left)} left in the last 24 h)"
 
-    if dry_run:
-        _say("DRY RUN, nothing is sent. " + what +
-             (f"; would take about {eta:.0f}s" if eta else ""))
-        offsets = pacing.offsets(n_now)
-        now = pd.Timestamp.now(tz="UTC")
-        out = _frame_from_journal(campaign, items, j, None)
-        planned = {it.key: now + pd.Timedelta(seconds=offsets[i]) for i, it in
-                   enumerate(todo[:n_now])}
-        out["planned_at"] = [planned.get(it.key, pd.NaT) for it in items]
-        out["status"] = ["would send" if it.key in planned else
-                         ("later run" if states.get(it.key, "pending") in claimable else s)
-                         for it, s in zip(items, out["status"])]
-        out["planned_at"] = pd.to_datetime(out["planned_at"], utc=True)
-        out.attrs["summary"] = {"campaign": campaign.name, "dry_run": True, "would_send": n_now}
-        return out
+# -- stage 4: the run ------------------------------------------------------------------------------
+async def _open_first(conn: Any, run: _Run, opts: SendOptions) -> None:
+    """The first connection is opened before anything is claimed: an authentication or TLS
+    failure stops here with nothing sent; a temporary refusal is retried."""
+    for attempt in range(opts.retries + 1):
+        try:
+            await conn.open()
+            return
+        except (AuthenticationError, TLSError):
+            raise
+        except RelayError as err:
+            if attempt == opts.retries:
+                raise RelayError(f"{err}. Nothing was sent; try again later.",
+                                 host=err.host, port=err.port, code=err.code) from None
+            await run.sleep(min(opts.backoff * 2 ** attempt, opts.max_backoff))
 
-    # -- from here on the journal is written ----------------------------------------------------
-    run_id = j.start_run(campaign.name, account=account,
+
+async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
+                progress: Progress | None) -> None:
+    if plan.due or (opts.wait and plan.later):
+        await _open_first(conns[0], run, opts)
+    run.new = iter(plan.todo)      # the limit and the daily cap stop it (failures give back)
+    ticker = None
+    if progress is not None:
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                progress.refresh()
+        ticker = asyncio.create_task(tick())
+    try:
+        await asyncio.gather(*(run.worker(c) for c in conns))
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+    if run.fatal is not None:
+        raise run.fatal
+
+
+def _start(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan,
+           pacing: Pacing) -> tuple[str, int]:
+    """From here on the journal is written: the run, the recipients, the send-time skips."""
+    run_id = j.start_run(campaign.name, account=relay.account,
                          meta={"pacing": pacing.describe(), "relay": relay.describe()})
     recovered = j.recover(campaign.name, run_id)
-    j.add_recipients(campaign.name, ((it.key, it.address, encode_row(it.row)) for it in items))
-    for it, note in suppressed:
+    j.add_recipients(campaign.name, ((it.key, it.address, encode_row(it.row))
+                                     for it in plan.items))
+    for it, note in plan.skipped:
         j.record(campaign.name, it.key, run_id, "skipped", reply=note, attempt=False)
-    if suppressed:
-        _say(f"{len(suppressed)} recipient(s) suppressed or unsubscribed since the audience was "
+    if plan.skipped:
+        _say(f"{len(plan.skipped)} recipient(s) suppressed or unsubscribed since the audience was "
              "built: skipped")
     if recovered:
         _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
-             f"'unknown' and not resent (pass resend_unknown=True to resend them)")
+             f"'unknown' and not resent (resend_unknown=True / --resend-unknown resends them)")
+    return run_id, recovered
 
+
+async def _run(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan, pacing: Pacing,
+               opts: SendOptions, stats: Stats, stop: threading.Event) -> pd.DataFrame:
+    run_id, recovered = _start(campaign, relay, j, plan, pacing)
     password = relay.resolve_password() if isinstance(relay, Relay) else None
-    if isinstance(relay, Relay) and relay.pop_before_smtp is not None and n_now:
-        from .mailbox import pop_login
-        await asyncio.to_thread(pop_login, relay.pop_before_smtp)   # "POP before SMTP"
-    stats = _stats or Stats()
-    stats.total = n_now
-    stats.started = time.time()
+    if isinstance(relay, Relay) and relay.pop_before_smtp is not None and plan.due:
+        from .mailbox import pop_login      # POP3 only for the relays that want it
+        await asyncio.to_thread(pop_login, relay.pop_before_smtp)
+    eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
+    stats.total, stats.started = len(plan.due), time.time()
     stats.eta = time.time() + eta if eta else None
-    if progress and _progress is None:
-        _progress = Progress(stats, progress)
-    _say(what + (f"; about {eta:.0f}s, done around "
-                 f"{datetime.fromtimestamp(time.time() + eta):%H:%M}" if eta > 1 else ""))
-
-    run = _Run(campaign, relay, j, run_id, pacing, retries=retries, backoff=backoff,
-               max_backoff=max_backoff, backup=keeper, stats=stats, stop=stop,
-               cap=_Budget(cap_left), limit=_Budget(limit or math.inf), password=password)
-    conns = [open_connection(relay, password) for _ in range(concurrency)]
-    summary: dict[str, Any] = {}
+    progress = Progress(stats, opts.progress) if opts.progress else None
+    run = _Run(campaign, relay, j, run_id, pacing, opts, stats=stats, stop=stop,
+               backup=Backup(opts.backup) if opts.backup else None,
+               cap=_Budget(plan.cap_left), password=password)
+    conns = [open_connection(relay, password) for _ in range(pacing.concurrency)]
     try:
-        if n_now:
-            # the first connection is opened before anything is claimed: an authentication or TLS
-            # failure stops here, with nothing sent; a temporary refusal is retried
-            for attempt in range(retries + 1):
-                try:
-                    await conns[0].open()
-                    break
-                except (AuthenticationError, TLSError):
-                    raise
-                except RelayError as err:
-                    if attempt == retries:
-                        raise RelayError(f"{err}. Nothing was sent; try again later.",
-                                         host=err.host, port=err.port, code=err.code) from None
-                    await run.sleep(min(backoff * 2 ** attempt, max_backoff))
-        run.new = iter(todo)
-        ticker = None
-        if _progress is not None:
-            async def tick() -> None:
-                while True:
-                    await asyncio.sleep(0.5)
-                    _progress.refresh()
-            ticker = asyncio.create_task(tick())
-        try:
-            await asyncio.gather(*(run.worker(c) for c in conns))
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-        if run.fatal is not None:
-            raise run.fatal
+        await _work(run, conns, plan, opts, progress)
     finally:
         for c in conns:
             await c.close()
-        if requeue_errors:
+        if opts.requeue_errors:
             j.reset(campaign.name, ("failed", "deferred"))
-        reason = run.stop_reason or ("interrupted" if stop.is_set() else "complete")
-        if run.retry_heap:
-            reason += f"; {len(run.retry_heap)} deferred mid-retry"
-        stats.state = "done" if reason == "complete" else reason.split(":")[0]
-        summary = {"campaign": campaign.name, "sent": stats.sent, "failed": stats.failed,
-                   "deferred": stats.deferred + len(run.retry_heap), "skipped": stats.skipped,
-                   "unknown_recovered": recovered, "stopped": reason}
+        summary = _summary(run, stop, recovered)
         j.end_run(run_id, summary)
-        stats.retrying = 0
-        stats.deferred += len(run.retry_heap)
-        if _progress is not None:
-            _progress.refresh(final=True)
+        if progress is not None:
+            progress.refresh(final=True)
+    return _finish(campaign, j, plan, run_id, summary, pacing)
 
-    out = _frame_from_journal(campaign, items, j, run_id)
-    left = int(out["status"].isin(["pending", "deferred"]).sum())
-    summary["left"] = left
+
+# -- stage 5: the summary --------------------------------------------------------------------------
+def _summary(run: _Run, stop: threading.Event, recovered: int) -> dict[str, Any]:
+    s = run.stats
+    reason = run.stop_reason or (stop.reason if isinstance(stop, _Stop) and stop.reason else
+                                 ("interrupted" if stop.is_set() else None))
+    s.deferred += len(run.retry_heap)
+    if run.retry_heap:
+        reason = (reason + "; " if reason else "") + f"{len(run.retry_heap)} deferred mid-retry"
+    s.retrying = 0
+    s.state = "done" if reason is None else reason.split(":")[0]
+    return {"campaign": run.campaign.name, "account": run.relay.account, "sent": s.sent, "failed": s.failed,
+            "deferred": s.deferred, "skipped": s.skipped, "unknown_recovered": recovered,
+            "stopped": reason}
+
+
+def _finish(campaign: Campaign, j: Journal, plan: Plan, run_id: str, summary: dict[str, Any],
+            pacing: Pacing) -> pd.DataFrame:
+    out = result_frame(campaign, j, run_id, plan)
+    status = out["status"]
+    left = int(status.isin(["pending", "deferred"]).sum())
+    unknown = int((status == "unknown").sum())
+    summary.update(left=left, unknown=unknown, complete=left == 0 and unknown == 0)
     out.attrs["summary"] = summary
-    _say(f"{campaign.name!r}: {stats.sent} sent, {stats.failed} failed, {summary['deferred']} "
-         f"deferred this run ({reason}); {int((out['status'] == 'sent').sum())} of {len(items)} "
-         f"sent in all, {left} left" + ("; run again to continue" if left else ""))
+    line = (f"{campaign.name!r}: {summary['sent']} sent, {summary['failed']} failed, "
+            f"{summary['deferred']} deferred this run")
+    if summary["stopped"]:
+        line += f" (stopped: {summary['stopped']})"
+    line += (f"; {int((status == 'sent').sum())} of {len(plan.items)} sent in all, "
+             f"{int((status == 'excluded').sum())} excluded")
+    if summary["complete"]:
+        line += "; complete: everyone is accounted for"
+    else:
+        line += f"; NOT complete: {left} left" + ("; run again to continue" if left else "")
+    _say(line + f". Journal: {j.location}")
+    if left and summary["stopped"] == "daily cap reached" and pacing.daily_cap:
+        free = j.cap_frees_at(summary.get("account", ""), pacing.daily_cap, time.time())
+        _say(f"the daily cap of {pacing.daily_cap} is reached; {left} remain. The cap next allows "
+             f"a message at {_clock(free) if free else 'once the rolling 24 hours pass'}; run "
+             "again then, or pass wait=True (--wait) to keep going")
+    if unknown:
+        _say(f"{unknown} recipient(s) are 'unknown': in flight when a run stopped, so the relay "
+             f"may or may not have them. List them with mailnb.history({campaign.name!r}, "
+             f"status='unknown') (mailnb history {campaign.name} --status unknown); resend them "
+             "with resend_unknown=True (--resend-unknown) if a duplicate is acceptable")
     return out
 
 
-def send(campaign: Campaign, relay: Relay | Pickup | Profile, **options: Any) -> pd.DataFrame:
-    """Send a campaign and return one row per sendable recipient (the audience's index):
-    ``address``, ``status``, ``code``, ``reply``, ``attempts``, ``message_id``, ``sent_at`` and
-    ``this_run``.
+def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
+                 plan: Plan | None = None) -> pd.DataFrame:
+    """One row per row of the audience's input, in its order and with its index: the journal's
+    outcome for those sent to, ``excluded`` with the reason for the others (the audience's
+    exclusions, and for a reminder those the earlier campaign never reached)."""
+    aud = campaign.audience
+    hist = journal.history(campaign.name).drop_duplicates("key").set_index("key")
+    items = plan.items if plan is not None else campaign.recipients()
+    found = hist.reindex([it.key for it in items])
+    sent = pd.DataFrame({
+        "address": [it.address for it in items],
+        "status": found["status"].fillna("pending").to_numpy(),
+        "reason": found["reply"].where(found["status"] == "skipped").to_numpy(),
+        "code": found["code"].astype("Int64").to_numpy(),
+        "reply": found["reply"].to_numpy(),
+        "attempts": found["attempts"].fillna(0).astype(int).to_numpy(),
+        "message_id": found["message_id"].to_numpy(),
+        "sent_at": pd.to_datetime(found["sent_at"], utc=True).to_numpy(),
+        "this_run": (found["run_id"] == run_id).to_numpy() if run_id is not None
+        else [False] * len(items)}, index=pd.Index([it.row for it in items]))
+    ex = aud.excluded
+    parts = [sent]
+    if len(ex):
+        parts.append(pd.DataFrame({"address": ex["address"], "status": "excluded",
+                                   "reason": ex["reason"], "reply": ex["detail"], "attempts": 0,
+                                   "this_run": False}, index=ex.index))
+    if plan is not None and plan.unreached:
+        parts.append(pd.DataFrame({"address": [it.address for it in plan.unreached],
+                                   "status": "excluded", "attempts": 0, "this_run": False,
+                                   "reason": f"never got {campaign.follow_up!r}"},
+                                  index=[it.row for it in plan.unreached]))
+    out = pd.concat(parts) if len(parts) > 1 else sent
+    out = out.reindex([i for i in aud.data.index if i in out.index])[RESULT_COLUMNS]
+    out["code"] = out["code"].astype("Int64")
+    out["attempts"] = out["attempts"].fillna(0).astype(int)
+    out["this_run"] = out["this_run"].fillna(False).astype(bool)
+    out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
+    out.index.name = aud.data.index.name
+    return out
 
-    Options (keyword only): ``journal`` (path or Journal), ``dry_run``, ``limit`` (per run),
-    ``rate`` (``"600/h"``), ``daily_cap``, ``block`` (``(50, "2min")``), ``concurrency``,
-    ``retries`` and ``backoff`` (temporary failures), ``reset`` (all recipients to unsent first),
-    ``requeue_errors`` (failed/deferred to unsent after), ``resend_unknown``, ``backup`` (a path
-    pattern for a copy of each sent message), ``progress`` (``"auto"``, ``"text"``, None).
+
+def _clock(t: float) -> str:
+    return f"{datetime.fromtimestamp(t):%Y-%m-%d %H:%M:%S}"
+
+
+def _say(text: str) -> None:
+    print(f"mailnb: {text}", flush=True)
+
+
+# -- the fronts ------------------------------------------------------------------------------------
+class _Stop(threading.Event):
+    """A stop request that remembers why (SIGTERM, an interrupt)."""
+
+    reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.set()
+
+
+def _resolve(relay: Relay | Pickup | Profile, options: dict[str, Any]
+             ) -> tuple[Relay | Pickup, SendOptions]:
+    """A profile stands for its relay, and its pacing and journal are the defaults."""
+    if isinstance(relay, Profile):
+        target = Pickup(relay.pickup) if relay.pickup else relay.relay()
+        return target, SendOptions.resolve(relay, options)
+    return relay, SendOptions.from_kwargs(options)
+
+
+async def _send(campaign: Campaign, relay: Relay | Pickup, opts: SendOptions,
+                stats: Stats | None = None) -> pd.DataFrame:
+    # -- stage 1: checks, before anything is read or written
+    if not isinstance(relay, (Relay, Pickup)):
+        raise ConfigError("relay must be a mailnb.Relay (SMTP) or mailnb.Pickup (write .eml files)")
+    pacing = opts.check()
+    relay.validate()
+    campaign.validate()
+    if opts.backup:
+        Backup(opts.backup).check()
+    j = open_journal(opts.journal, new=opts.new_journal, create=not opts.dry_run)
+    try:
+        plan = plan_send(campaign, j, pacing, relay.account, resend_unknown=opts.resend_unknown)
+        if opts.reset and not opts.dry_run:
+            j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
+            plan = plan_send(campaign, j, pacing, relay.account)
+        preflight(campaign, plan.todo, opts.max_size or DEFAULT_MAX_SIZE)
+        eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
+        what = (f"campaign {campaign.name!r}: {plan.describe()}; {relay.describe()}; "
+                f"{pacing.describe()}; journal {j.location}")
+        if pacing.daily_cap:
+            what += f"; daily cap {pacing.daily_cap} ({int(plan.cap_left)} left in the last 24 h)"
+        if eta > 1:
+            what += f"; about {eta:.0f}s, done around {_clock(time.time() + eta)}"
+        if opts.dry_run:
+            _say("DRY RUN, nothing is sent. " + what)
+            return _dry_run_frame(campaign, j, plan, pacing)
+        _say(what)
+        stop = opts.stop or _Stop()
+        return await _run(campaign, relay, j, plan, pacing, opts, stats or Stats(), stop)
+    finally:
+        if j is not opts.journal:
+            j.close()
+
+
+def _dry_run_frame(campaign: Campaign, j: Journal, plan: Plan, pacing: Pacing) -> pd.DataFrame:
+    out = result_frame(campaign, j, None, plan)
+    table = plan.table(pacing, pd.Timestamp.now(tz="UTC"))
+    planned = table["status"].reindex(out.index)
+    out["status"] = planned.where(planned.notna() & (out["status"] != "excluded"),
+                                  out["status"]).astype(object)
+    out["planned_at"] = table["planned_at"].reindex(out.index)
+    out.attrs["summary"] = {"campaign": campaign.name, "dry_run": True,
+                            "would_send": len(plan.due), "later": len(plan.later)}
+    return out
+
+
+async def send_async(campaign: Campaign, relay: Relay | Pickup | Profile, /,
+                     **options: Any) -> pd.DataFrame:
+    """The async core of :func:`send`; same parameters, same result."""
+    target, opts = _resolve(relay, options)
+    return await _send(campaign, target, opts)
+
+
+def send(campaign: Campaign, relay: Relay | Pickup | Profile, /, **options: Any) -> pd.DataFrame:
+    """Send a campaign and return one row per row of the audience's input (same index):
+    ``address``, ``status`` (``sent``, ``failed``, ``deferred``, ``unknown``, ``skipped``,
+    ``excluded`` ...), ``reason``, ``code``, ``reply``, ``attempts``, ``message_id``, ``sent_at``
+    and ``this_run``. The options are :class:`mailnb.options.SendOptions`; an unknown one is an
+    error naming the closest valid one.
 
     ``relay`` may be a :class:`~mailnb.settings.Profile`: its relay, pacing and journal are used,
     and options given here override them.
 
-    Works in a script, a notebook cell and under papermill; interrupting stops after the messages
-    in flight, and the next run resumes.
+    Works in a script, a notebook cell and under papermill. Interrupting (Ctrl-C, "interrupt the
+    kernel") or SIGTERM (a cron or papermill time-out) stops after the messages in flight, records
+    them, and the next run resumes; SIGTERM raises :class:`StoppedError` with the result.
     """
-    relay, options = _resolve(relay, options)
-    stop = threading.Event()
+    target, opts = _resolve(relay, options)
+    stop = opts.stop if isinstance(opts.stop, _Stop) else _Stop()
+    if opts.stop is not None and not isinstance(opts.stop, _Stop):
+        outer = opts.stop
+        threading.Thread(target=lambda: outer.wait() and stop.request("stopped by the caller"),
+                         daemon=True).start()
+    opts = replace(opts, stop=stop)
     stats = Stats()
-    prog_mode = options.pop("progress", "auto")
-    holder: dict[str, Progress] = {}
-
-    def tick() -> None:
-        if stats.total and "p" not in holder and prog_mode:
-            holder["p"] = Progress(stats, prog_mode)
-        if "p" in holder:
-            holder["p"].refresh()
-
+    shown = _Shown(stats, opts.progress)
     try:
-        return run_sync(_send(campaign, relay, stop=stop, _stats=stats, progress=None,
-                                   **options),
-                        tick=tick, on_interrupt=stop.set)
+        with _on_sigterm(lambda: stop.request("SIGTERM")):
+            result = run_sync(_send(campaign, target, replace(opts, progress=None), stats),
+                              tick=shown.tick, on_interrupt=lambda: stop.request("interrupted"))
     finally:
-        if "p" in holder:
-            holder["p"].refresh(final=True)
-        elif stats.total and prog_mode:
-            Progress(stats, prog_mode).refresh(final=True)
+        shown.tick(final=True)
+    if stop.reason == "SIGTERM":
+        raise StoppedError("stopped by SIGTERM after recording the messages in flight; run again "
+                           "to continue", result)
+    return result
 
 
-__all__ = ["Campaign", "send", "send_async"]
+send.__signature__ = signature_of(send)          # type: ignore[attr-defined]
+send_async.__signature__ = signature_of(send_async)  # type: ignore[attr-defined]
+
+
+class _Shown:
+    """The progress display of the synchronous front, refreshed from the caller's thread (the
+    cell's own, so it updates in place in a notebook)."""
+
+    def __init__(self, stats: Stats, mode: Any) -> None:
+        self.stats, self.mode = stats, mode
+        self.progress: Progress | None = None
+
+    def tick(self, final: bool = False) -> None:
+        if self.stats.total and self.progress is None and self.mode:
+            self.progress = Progress(self.stats, self.mode)
+        if self.progress is not None:
+            self.progress.refresh(final=final)
+
+
+class _on_sigterm:
+    """Within the block, SIGTERM calls ``handler`` (main thread only; elsewhere a no-op)."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.previous: Any = None
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, lambda *_: self.handler())
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+# -- "send me a test first" ------------------------------------------------------------------------
+async def send_test_async(campaign: Campaign, relay: Relay | Pickup, to: str, *,
+                          rows: int = 1) -> pd.DataFrame:
+    """The first ``rows`` messages exactly as they will go out (same headers, DKIM, unsubscribe
+    link), subject marked ``[TEST]``, delivered to ``to`` only. Nothing is journaled."""
+    relay.validate()
+    campaign.validate()
+    try:
+        target = normalize(to or "", allow_test_domains=True)
+    except Exception as err:
+        raise ConfigError(f"test address {to!r}: {err}") from None
+    items = campaign.recipients()[:max(int(rows), 1)]
+    preflight(campaign, items, DEFAULT_MAX_SIZE)
+    password = relay.resolve_password() if isinstance(relay, Relay) else None
+    conn = open_connection(relay, password)
+    out = []
+    try:
+        for it in items:
+            data, mid, rendered = build(campaign, it, subject_prefix="[TEST] ")
+            d = await conn.send(campaign.envelope_from(mid), target.address, data,
+                                smtputf8=target.smtputf8 or it.smtputf8)
+            out.append((it.row, it.address, target.address, rendered.subject, d.status, d.reply))
+    finally:
+        await conn.close()
+    return pd.DataFrame(out, columns=["row", "recipient", "sent_to", "subject", "status",
+                                      "reply"]).set_index("row")
+
+
+def send_test(campaign: Campaign, relay: Relay | Pickup | Profile, to: str, *,
+              rows: int = 1) -> pd.DataFrame:
+    """Send the first ``rows`` messages of the campaign to ``to`` (your own address), marked as a
+    test; see :func:`send_test_async`."""
+    target = _resolve(relay, {})[0]
+    return run_sync(send_test_async(campaign, target, to, rows=rows))
 
 
 async def send_test_message_async(relay: Relay | Pickup, to: str, *, from_addr: str,
@@ -707,3 +883,7 @@ def send_test_message(relay: Relay | Pickup, to: str, *, from_addr: str,
                       from_name: str | None = None) -> Delivery:
     """Send one short test message to ``to`` and return its Delivery (status, code, reply)."""
     return run_sync(send_test_message_async(relay, to, from_addr=from_addr, from_name=from_name))
+
+
+__all__ = ["Campaign", "StoppedError", "plan_send", "preflight", "result_frame", "send",
+           "send_async", "send_test", "send_test_message"]

@@ -168,13 +168,9 @@ class Relay:
             raise ConfigError(f"CA file {self.cafile!r} does not exist; give the path of a PEM file")
         if self.helo and not valid_hostname(self.helo):
             raise ConfigError(f"HELO name {self.helo!r} is not a valid host name")
+        if (mismatch := port_mismatch(self.port, self.security)):
+            raise ConfigError(f"relay {self.host}:{self.port}: {mismatch}")
         found = []
-        if self.port == 465 and self.security != "tls":
-            found.append(f"port 465 is for implicit TLS, but security is {self.security!r}; "
-                         "use security='tls'")
-        if self.port == 587 and self.security != "starttls":
-            found.append(f"port 587 is for STARTTLS, but security is {self.security!r}; "
-                         "use security='starttls'")
         if not self.verify:
             found.append("TLS certificate verification is off: anyone on the path can read the "
                          "password and the mail. Use cafile=... for a private CA instead.")
@@ -200,6 +196,16 @@ class Relay:
         return f"{who}{self.host}:{self.port} ({self.security})"
 
 
+def port_mismatch(port: int | None, security: str) -> str | None:
+    """What is wrong when a well-known port does not fit the security (None when it fits)."""
+    if port == 465 and security != "tls":
+        return f"port 465 is for implicit TLS, but security is {security!r}: choose tls, or port 587"
+    if port in (587, 25) and security == "tls":
+        return (f"port {port} starts in plain text (STARTTLS), but security is 'tls': choose "
+                "starttls, or port 465")
+    return None
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -223,6 +229,70 @@ class Pickup:
 
     def describe(self) -> str:
         return f"files in {self.folder}"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """Where bounces arrive. ``protocol``: ``imap`` or ``pop3``; ``security``: ``tls`` (993/995)
+    or ``starttls`` (143/110)."""
+
+    host: str
+    username: str
+    port: int | None = None
+    security: str = "tls"
+    protocol: str = "imap"
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    password: Secret | None = None
+    password_env: str | None = "MAILNB_IMAP_PASSWORD"
+    cafile: str | None = None
+    verify: bool = True
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.password, str):
+            object.__setattr__(self, "password", Secret(self.password))
+        if self.port is None:
+            ports = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("pop3", "tls"): 995,
+                     ("pop3", "starttls"): 110}
+            object.__setattr__(self, "port", ports.get((self.protocol, self.security), 993))
+
+    @classmethod
+    def from_profile(cls, profile: Profile, password: Secret | str | None = None,
+                     **overrides: Any) -> Mailbox:
+        if not profile.imap_host or not profile.imap_username:
+            raise ConfigError(f"profile {profile.name!r} has no bounce mailbox; set imap_host and "
+                              "imap_username (bounce_form in the setup notebook)")
+        values: dict[str, Any] = dict(
+            host=profile.imap_host, username=profile.imap_username, port=profile.imap_port,
+            security=profile.imap_security, protocol=profile.protocol,
+            folder=profile.bounce_folder or "INBOX",
+            processed_folder=profile.processed_folder or None,
+            cafile=profile.imap_cafile or None,
+            password=password if password is not None else profile.imap_password())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def validate(self) -> None:
+        if not valid_hostname(self.host):
+            raise ConfigError(f"mailbox host {self.host!r} is not a valid host name")
+        if self.protocol not in ("imap", "pop3"):
+            raise ConfigError(f"protocol must be imap or pop3, not {self.protocol!r}")
+        if self.security not in ("tls", "starttls"):
+            raise ConfigError(f"mailbox security must be tls or starttls, not {self.security!r}")
+        if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ConfigError(f"mailbox port {self.port!r} is out of range (1-65535)")
+
+    def secret(self) -> Secret:
+        return find_password(kind="imap", username=self.username, host=self.host,
+                             given=self.password, env=self.password_env)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return client_ssl_context(self.verify, self.cafile)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 # -- profiles ---------------------------------------------------------------------------------------
@@ -304,7 +374,7 @@ class Profile:
     provider: str = "custom"
     # relay
     host: str = ""
-    port: int = 587
+    port: int = 0                      # 0: the security's port (587 starttls, 465 tls, 25 none)
     security: str = "starttls"
     requires_auth: bool = True
     pop_before_smtp: bool = False      # log in to the bounce mailbox over POP3 before sending
@@ -313,11 +383,13 @@ class Profile:
     timeout: float = 30.0
     verify: bool = True
     cafile: str = ""
+    pickup: str = ""                   # a folder: write .eml files there instead of sending
     # sending preferences
     from_addr: str = ""
     from_name: str = ""
     alt_from_addr: str = ""
     alt_from_name: str = ""
+    alternate_from: bool = False       # send from the alternate From (falls back to the main one)
     reply_to: str = ""
     footer: str = ""
     email_format: str = "both"
@@ -327,8 +399,17 @@ class Profile:
     block_pause: str = ""
     concurrency: int = 1
     limit: int = 0
+    window: str = ""                   # "Mon-Fri 09:00-17:00 Europe/Berlin"
+    wait: bool = False                 # at the daily cap or outside the window: wait, not stop
+    retries: int = 3
     exclusion_policy: str = "global"
+    blocklist: str = ""                # a file of addresses and @domains, one per line
+    key_column: str = ""               # the column that identifies a person (default: address)
+    attachment_column: str = ""        # the column of attachment paths
     journal: str = ""
+    backup: str = ""                   # a path pattern for a copy of each sent message
+    resend_unknown: bool = False
+    requeue_errors: bool = False
     unsubscribe_mailto: str = ""
     unsubscribe_url: str = ""
     dkim_selector: str = ""
@@ -340,7 +421,9 @@ class Profile:
     imap_security: str = "tls"
     imap_username: str = ""
     imap_cafile: str = ""
-    bounce_address: str = ""
+    bounce_address: str = ""           # the envelope sender (Return-Path): where reports go
+    verp: bool = False                 # a per-message bounce address (bounces+<id>@domain)
+    protocol: str = "imap"             # the bounce mailbox: imap or pop3
     bounce_folder: str = "INBOX"
     bounce_threshold: int = 3
     processed_folder: str = ""
@@ -351,16 +434,19 @@ class Profile:
         if not self.host:
             raise ConfigError(f"profile {self.name!r} has no relay host; set it in the setup "
                               "notebook (relay_form) or with Profile(host=...)")
+        if self.requires_auth and not self.username:
+            raise ConfigError(f"profile {self.name!r} requires a login but has no username; set "
+                              "the username, or untick 'requires login' (requires_auth=False) "
+                              "for a relay that needs none")
         env = _env_name(SMTP_PASSWORD_ENV, self.name)
         pop = None
         if self.pop_before_smtp:
-            from .mailbox import Mailbox
             pop = Mailbox(self.imap_host, self.imap_username, security=self.imap_security,
                           protocol="pop3", cafile=self.imap_cafile or None,
                           password_env=_env_name(IMAP_PASSWORD_ENV, self.name)
                           if os.environ.get(_env_name(IMAP_PASSWORD_ENV, self.name))
                           else IMAP_PASSWORD_ENV)
-        return Relay(self.host, self.port, self.security, pop_before_smtp=pop,
+        return Relay(self.host, self.port or None, self.security, pop_before_smtp=pop,
                      username=self.username if self.requires_auth and self.username else None,
                      password=password, password_env=env if os.environ.get(env) else
                      SMTP_PASSWORD_ENV, helo=self.helo or None, timeout=self.timeout,
@@ -402,10 +488,15 @@ class Profile:
         out: dict[str, str] = {}
         if self.host and not valid_hostname(self.host):
             out["host"] = "not a valid host name or IP address"
-        if not 1 <= int(self.port or 0) <= 65535:
-            out["port"] = "out of range (1-65535)"
+        if not 0 <= int(self.port or 0) <= 65535:
+            out["port"] = "out of range (1-65535; 0 for the security's default)"
         if self.security not in SECURITY:
             out["security"] = f"one of {', '.join(SECURITY)}"
+        elif (mismatch := port_mismatch(self.port, self.security)):
+            out["port"] = mismatch
+        if self.requires_auth and self.host and not self.username:
+            out["username"] = ("required when 'requires login' is ticked (untick it for a relay "
+                               "that needs no login)")
         for f in ("from_addr", "alt_from_addr", "reply_to", "bounce_address"):
             value = getattr(self, f)
             if value:
@@ -439,6 +530,16 @@ class Profile:
             out["dkim_key_file"] = "no such file (make one with mailnb.signing.generate_key)"
         if self.dkim_key_file and not self.dkim_selector:
             out["dkim_selector"] = "a DKIM key needs a selector"
+        if self.window:
+            from .pacing import Window
+            try:
+                Window.parse(self.window)
+            except ConfigError as err:
+                out["window"] = str(err)
+        if self.protocol not in ("imap", "pop3"):
+            out["protocol"] = "imap or pop3"
+        if self.verp and not self.bounce_address:
+            out["verp"] = "VERP needs a bounce address to add the +id to"
         if self.exclusion_policy not in ("global", "campaign"):
             out["exclusion_policy"] = "global or campaign"
         if self.imap_host and not valid_hostname(self.imap_host):

@@ -28,7 +28,7 @@ from .errors import TemplateError
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPLIT_PATHS = re.compile(r"[;\n]")
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 
@@ -382,7 +382,7 @@ class Template:
             if name in out:
                 out[name] = out[name].strip()
         for name, value in out.items():
-            if (name in HEADER_FIELDS or name.startswith("header:")) and _CONTROL.search(value):
+            if (name in HEADER_FIELDS or name.startswith("header:")) and CONTROL.search(value):
                 raise TemplateError(
                     f"row {row_id!r}, field {name}: the rendered value {value[:60]!r} contains a "
                     f"line break or control character, which would forge headers. Clean that "

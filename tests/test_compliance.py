@@ -226,7 +226,7 @@ def test_preferences_form_checks_the_sender_domain(key, dns, config_dir, monkeyp
     monkeypatch.setenv("MAILNB_DNS_SERVER", dns.address)
     keyfile = tmp_path / "k.pem"
     keyfile.write_bytes(key.private_key)
-    form = widgets.preferences_form(Profile(name="p", host="127.0.0.1", from_addr="news@example.org"))
+    form = widgets.preferences_form(Profile(name="p", host="127.0.0.1", requires_auth=False, from_addr="news@example.org"))
     form.inputs["unsubscribe_url"].value = "http://no-token.example.org"
     assert "https" in form.checks["unsubscribe_url"].value
     form.inputs["unsubscribe_url"].value = "https://example.org/u?t={token}"
@@ -242,7 +242,7 @@ def test_cli_unsubscribes_from_hits(tmp_path, config_dir):
     import sys
 
     from mailnb import Profile, SQLiteJournal
-    Profile(name="u", host="smtp.example.org", journal=str(tmp_path / "j.sqlite"),
+    Profile(name="u", host="smtp.example.org", requires_auth=False, journal=str(tmp_path / "j.sqlite"),
             exclusion_policy="campaign").save()
     good = make_token(SECRET, "a@example.com", "spring")
     (tmp_path / "hits.csv").write_text(f"token\n{good}\nforged.AAAAAAAAAAAAAAAAAAAAAA\n")

@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent("""
     t = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
     c = mailnb.Campaign("crash", mailnb.Audience(df), t, from_addr="news@example.org")
     mailnb.send(c, mailnb.Relay("127.0.0.1", int(port), security="none", timeout=5),
-                journal=journal, concurrency=concurrency, rate="250/s", progress=None)
+                journal=journal, new_journal=True, concurrency=concurrency, rate="250/s",
+                progress=None)
 """)
 
 

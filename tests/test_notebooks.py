@@ -51,7 +51,7 @@ def test_campaign_twice_sends_once_and_leaks_no_password(smtp_factory, certs, tm
     (tpl / "subject.txt").write_text("Hi {{ first_name }}")
     (tpl / "body.txt").write_text("Your slot: {{ slot }}")
     params = dict(profile="nb", recipients=str(tmp_path / "people.csv"), template=str(tpl),
-                  campaign="nb-test", dry_run=False)
+                  campaign="nb-test", dry_run=False, new_journal=True)
     out1 = run("campaign", tmp_path / "run1.ipynb", **params)
     assert "SUMMARY campaign=nb-test dry_run=False sent=5 excluded=1" in out1
     assert "done: 5/5 | sent 5, failed 0, deferred 0" in out1      # the progress display's end
@@ -73,8 +73,9 @@ def test_campaign_twice_sends_once_and_leaks_no_password(smtp_factory, certs, tm
 def test_campaign_dry_run_by_default(smtp, tmp_path, config_dir):
     Profile(name="dry", host="127.0.0.1", port=smtp.port, security="none", requires_auth=False,
             from_addr="team@example.org", journal=str(tmp_path / "j.sqlite")).save()
-    out = run("campaign", tmp_path / "dry.ipynb", profile="dry", campaign="dry-test")
-    assert "DRY RUN" in out and "would send=8" in out
+    out = run("campaign", tmp_path / "dry.ipynb", profile="dry", campaign="dry-test",
+              new_journal=True)
+    assert "DRY RUN" in out and "would_send=8" in out
     assert smtp.recorder.messages == []
 
 
@@ -103,7 +104,8 @@ def test_cli_send_and_check(smtp_factory, certs, tmp_path, config_dir):
     assert check.returncode == 0 and "AUTH" in check.stdout and PASSWORD not in check.stdout
     send = [*base, "send", "--recipients", str(tmp_path / "p.csv"), "--template", str(tpl),
             "--campaign", "cli", "--from", "team@example.org", "--journal",
-            str(tmp_path / "j.sqlite"), "--results", str(tmp_path / "r.csv"), *relay]
+            str(tmp_path / "j.sqlite"), "--new-journal", "--results", str(tmp_path / "r.csv"),
+            *relay]
     r = subprocess.run(send + ["--dry-run"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "DRY RUN" in r.stdout and server.recorder.messages == []
     r = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
@@ -147,7 +149,7 @@ def test_bounces_notebook(dovecot, tmp_path, config_dir, monkeypatch):
            b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n--B--\n")
     dovecot.deliver(raw, folder)
     monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
-    Profile(name="bx", host="smtp.example.org", imap_host="127.0.0.1",
+    Profile(name="bx", host="smtp.example.org", requires_auth=False, imap_host="127.0.0.1",
             imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
             imap_cafile=dovecot.cafile, bounce_folder=folder,
             journal=str(tmp_path / "j.sqlite")).save()
@@ -166,7 +168,7 @@ def test_cli_bounces(dovecot, tmp_path, config_dir):
            b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
            b"Final-Recipient: rfc822; cli-gone@example.com\nAction: failed\nStatus: 5.1.1\n\n--B--\n")
     dovecot.deliver(raw, "CliBounces")
-    Profile(name="cb", host="smtp.example.org", imap_host="127.0.0.1",
+    Profile(name="cb", host="smtp.example.org", requires_auth=False, imap_host="127.0.0.1",
             imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
             imap_cafile=dovecot.cafile, bounce_folder="CliBounces",
             journal=str(tmp_path / "j.sqlite")).save()

@@ -25,7 +25,8 @@ def test_plain_send_and_result_frame(smtp, journal):
     df.index = [f"p{i}" for i in range(5)]
     res = mailnb.send(campaign(df), plain(smtp), journal=journal, progress=None)
     assert list(res.index) == list(df.index)                  # joins back to the user's frame
-    assert list(res.columns) == ["address", "status", "code", "reply", "attempts", "message_id",
+    assert list(res.columns) == ["address", "status", "reason", "code", "reply", "attempts",
+                                 "message_id",
                                  "sent_at", "this_run"]
     assert (res["status"] == "sent").all() and (res["code"] == 250).all()
     assert res["this_run"].all() and res["sent_at"].notna().all()
@@ -307,9 +308,9 @@ def test_relay_settings_checked_before_connecting():
         Relay("smtp..example.org").validate()
     with pytest.raises(ConfigError, match="out of range"):
         Relay("smtp.example.org", 70000).validate()
-    with pytest.warns(UserWarning, match="465 is for implicit TLS"):
+    with pytest.raises(ConfigError, match="465 is for implicit TLS"):
         Relay("smtp.example.org", 465, security="starttls").validate()
-    with pytest.warns(UserWarning, match="587 is for STARTTLS"):
+    with pytest.raises(ConfigError, match="port 587 starts in plain text"):
         Relay("smtp.example.org", 587, security="tls").validate()
     with pytest.warns(UserWarning, match="verification is off"):
         Relay("smtp.example.org", verify=False).validate()
@@ -358,7 +359,8 @@ def test_follow_up_is_threaded_and_only_to_those_reached(smtp, journal):
     reminder = campaign(df, name="invite-reminder", follow_up="invite")
     reminder.template = mailnb.Template("Re: Hello {{ first_name }}", text="A reminder")
     r2 = mailnb.send(reminder, plain(smtp), journal=journal, progress=None)
-    assert list(r2["address"]) == [f"user{i}@example.com" for i in range(3)]   # user3 never got it
+    assert list(r2["status"]) == ["sent"] * 3 + ["excluded"]        # user3 never got the first
+    assert r2.loc[3, "reason"] == "never got 'invite'"
     got = [m for m in smtp.recorder.messages if b"A reminder" in m.data]
     assert len(got) == 3
     for m in got:

@@ -1,0 +1,270 @@
+"""One campaign, every door: :class:`Job` holds every setting of a campaign, parsed once, and owns
+its steps (audience, preview, preflight, test send, send, results). ``campaign.ipynb`` calls the
+steps one cell at a time to show each, ``mailnb send`` calls them in a row (:meth:`Job.run`), the
+forms fill the same profile, and ``mailnb demo`` runs the notebook.
+
+A setting left at ``None`` is "not given": the profile's value, else the default. ``0`` is "no
+limit" for the limit, the daily cap and the rate. Settings that a profile also holds override it
+in one place, :meth:`Job.settings`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import ConfigError
+from .journal import open_journal
+from .options import closest
+from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
+from .sender import Campaign, send, send_test
+from .settings import Pickup, Profile, Relay
+from .templates import Template
+
+
+def _s(help: str, flag: str | None = None) -> Any:
+    return field(default=None, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class Job:
+    """Every setting of a campaign. ``mailnb send --<name>`` and the notebook's parameters use
+    the same names; see the README's settings table for what each does."""
+
+    campaign: str = _s("campaign name: the journal's key; the same name resumes, never resends")
+    recipients: Any = _s("CSV, TSV, Excel or Parquet file (or a DataFrame); empty: the sample")
+    template: Any = _s("template folder (subject.txt, body.txt, body.html) or a Template; empty: "
+                       "the sample")
+    profile: Any = _s("a saved profile (relay, From, pacing); default $MAILNB_PROFILE")
+    email_column: str | None = _s("the column that holds the addresses (default email)")
+    # -- the audience
+    unsubscribes: str | None = _s("CSV of unsubscribed addresses (email[,campaign])")
+    suppressions: str | None = _s("CSV of suppressed addresses")
+    blocklist: Any = _s("file of addresses and @domains not to mail, one per line")
+    transactional: bool | None = _s("vital messages (bookings): unsubscribes do not apply")
+    key_column: str | None = _s("the column that identifies a person (default: the address)")
+    follow_up: str | None = _s("an earlier campaign: this one is a reminder, threaded to it")
+    follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table")
+    attachment_column: str | None = _s("the column of attachment paths")
+    # -- the message
+    from_addr: str | None = _s("From address", flag="--from")
+    from_name: str | None = _s("From name")
+    alternate_from: bool | None = _s("send from the profile's alternate From (else the main one)")
+    reply_to: str | None = _s("Reply-To address")
+    email_format: str | None = _s("both, text or html")
+    bounce_address: str | None = _s("envelope sender (Return-Path): where delivery reports go")
+    verp: bool | None = _s("a per-message bounce address, local+<id>@domain")
+    # -- the relay
+    host: str | None = _s("SMTP relay host")
+    port: int | None = _s("SMTP port (default by security: 587, 465 or 25)")
+    security: str | None = _s("starttls, tls or none")
+    requires_auth: bool | None = _s("the relay needs a login (default: when a username is given)")
+    username: str | None = _s("SMTP login; the password comes from MAILNB_SMTP_PASSWORD")
+    helo: str | None = _s("the name to say in EHLO")
+    cafile: str | None = _s("a PEM file of the CA that signed the relay's certificate")
+    verify: bool | None = _s("verify the relay's TLS certificate (default yes)")
+    pickup: str | None = _s("write .eml files into this folder instead of sending")
+    # -- pacing
+    rate: str | None = _s("e.g. 600/h, 10/min (0: no limit)")
+    daily_cap: int | None = _s("at most N a day for this relay account (0: no cap)")
+    block_size: int | None = _s("messages per block ...")
+    block_pause: str | None = _s("... then a pause, e.g. 2min")
+    limit: int | None = _s("at most N messages this run (0: no limit)")
+    concurrency: int | None = _s("parallel connections")
+    window: str | None = _s("send only inside, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin'")
+    wait: bool | None = _s("at the daily cap or outside the window: wait, do not stop")
+    retries: int | None = _s("retries of a temporary failure (default 3)")
+    # -- the journal and the run
+    journal: str | None = _s("journal file (default: the profile's, $MAILNB_JOURNAL or the user "
+                             "data folder)")
+    new_journal: bool | None = _s("start a new journal at --journal if none is there")
+    dry_run: bool | None = _s("render and plan, send nothing")
+    reset: bool | None = _s("set every recipient to unsent first")
+    requeue_errors: bool | None = _s("set failed and deferred to unsent after sending")
+    resend_unknown: bool | None = _s("resend messages whose outcome a crash lost")
+    backup: str | None = _s("keep a copy of each sent message, e.g. 'sent/{campaign}/{date}'")
+    # -- "send me a test first", and the output
+    test_to: str | None = _s("send the first messages to this address only, marked [TEST]")
+    test_rows: int | None = _s("how many messages the test sends (default 1)")
+    results: str | None = _s("write the result table (every input row) to this CSV")
+    progress: Any = _s("auto, text, or False for none")
+
+    # -- building ------------------------------------------------------------------------------
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_parameters(cls, namespace: dict[str, Any]) -> Job:
+        """A job from a notebook's parameters (its globals): every name that is a setting."""
+        names = set(cls.setting_names())
+        return cls(**{k: v for k, v in namespace.items() if k in names})
+
+    @classmethod
+    def build(cls, **settings: Any) -> Job:
+        """Like ``Job(...)``, with an unknown setting named and the closest one suggested."""
+        names = cls.setting_names()
+        for name in settings:
+            if name not in names:
+                raise closest(name, names, "setting")
+        return cls(**settings)
+
+    def __post_init__(self) -> None:
+        if not self.campaign or not str(self.campaign).strip():
+            raise ConfigError("a campaign needs a name (campaign='spring-invite'): the journal "
+                              "knows it by that name")
+
+    @functools.cached_property
+    def settings(self) -> Profile:
+        """The profile with every setting given here applied: the one place where an explicit
+        setting overrides the profile."""
+        prof = self.profile
+        if isinstance(prof, Profile):
+            base = prof
+        elif prof or not (self.host or self.pickup):
+            base = Profile.load(prof or None)
+        else:
+            base = Profile(name="command-line", requires_auth=bool(self.username))
+        keys = {f.name for f in fields(Profile)}
+        given = {f.name: getattr(self, f.name) for f in fields(self)
+                 if f.name in keys and getattr(self, f.name) is not None}
+        if self.host and self.port is None and base.host != self.host:
+            given["port"] = 0          # another host: its port follows the security
+        return replace(base, **given)
+
+    @functools.cached_property
+    def journal_obj(self) -> Any:
+        return open_journal(self.settings.journal or None, new=bool(self.new_journal),
+                            create=not self.dry_run)
+
+    # -- the steps -----------------------------------------------------------------------------
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """The recipients' table as read (and filtered by ``follow_up_filter``)."""
+        from . import demo
+        df = self.recipients if isinstance(self.recipients, pd.DataFrame) else \
+            read_table(self.recipients or demo.SAMPLE_RECIPIENTS)
+        return df.query(self.follow_up_filter) if self.follow_up_filter else df
+
+    @functools.cached_property
+    def audience(self) -> Audience:
+        """Who gets the mail and who does not, and why: the files given, and the journal's
+        unsubscribes and suppressions, so the numbers shown are the numbers sent."""
+        from . import demo
+        s, j = self.settings, self.journal_obj
+        unsub = Unsubscribes(j.unsubscribes())
+        unsub_file = self.unsubscribes or (demo.SAMPLE_UNSUBSCRIBES if not self.recipients
+                                           else None)
+        if unsub_file:
+            unsub = Unsubscribes([*_entries(unsub), *_entries(Unsubscribes.from_csv(unsub_file))])
+        sup = Suppressions(j.suppressions())
+        if self.suppressions:
+            sup = Suppressions([*_entries(sup), *_entries(Suppressions.from_csv(self.suppressions))])
+        return Audience(self.table, self.email_column or "email", campaign=self.campaign,
+                        unsubscribes=unsub, suppressions=sup, blocklist=self._blocklist(),
+                        transactional=bool(self.transactional),
+                        exclusion_policy=s.exclusion_policy)
+
+    def _blocklist(self) -> Blocklist | None:
+        source = self.blocklist if self.blocklist is not None else (self.settings.blocklist or None)
+        if source is None or isinstance(source, Blocklist):
+            return source
+        if isinstance(source, (str, Path)):
+            p = Path(source).expanduser()
+            if not p.is_file():
+                raise ConfigError(f"blocklist file {str(p)!r} does not exist")
+            source = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()
+                      if ln.strip() and not ln.lstrip().startswith("#")]
+        return Blocklist(source)
+
+    @functools.cached_property
+    def template_obj(self) -> Template:
+        from . import demo
+        if isinstance(self.template, Template):
+            return self.template
+        column = self.attachment_column or self.settings.attachment_column or None
+        return Template.from_folder(self.template or demo.SAMPLE_TEMPLATE,
+                                    **({"attachment_column": column} if column else {}))
+
+    @functools.cached_property
+    def campaign_obj(self) -> Campaign:
+        return Campaign.from_profile(self.settings, self.campaign, self.audience,
+                                     self.template_obj, follow_up=self.follow_up or None)
+
+    def relay(self) -> Relay | Pickup:
+        s = self.settings
+        return Pickup(s.pickup) if s.pickup else s.relay()
+
+    def preview(self, n: int = 3) -> Any:
+        return self.template_obj.preview(self.audience, n=n)
+
+    def preflight(self) -> pd.DataFrame:
+        return self.template_obj.preflight(self.audience)
+
+    def send_test(self, to: str | None = None, rows: int | None = None) -> pd.DataFrame:
+        """The first messages exactly as they will go out, to ``to`` only, marked [TEST]."""
+        address = to or self.test_to
+        if not address:
+            raise ConfigError("a test send needs your address: test_to='you@example.org' "
+                              "(--test-to on the command line)")
+        return send_test(self.campaign_obj, self.relay(), address, rows=rows or self.test_rows
+                         or 1)
+
+    def send_options(self) -> dict[str, Any]:
+        s = self.settings
+        opts = {"journal": self.journal_obj, "dry_run": bool(self.dry_run), "rate": s.rate,
+                "daily_cap": s.daily_cap, "block_size": s.block_size,
+                "block_pause": s.block_pause or None, "limit": s.limit,
+                "concurrency": s.concurrency, "window": s.window or None, "wait": s.wait,
+                "retries": s.retries, "reset": bool(self.reset),
+                "requeue_errors": s.requeue_errors, "resend_unknown": s.resend_unknown,
+                "backup": s.backup or None}
+        if self.progress is not None:
+            opts["progress"] = self.progress
+        return opts
+
+    def send(self) -> pd.DataFrame:
+        """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""
+        self._result = send(self.campaign_obj, self.relay(), **self.send_options())
+        return self._result
+
+    def write_results(self, path: str | Path | None = None) -> Path:
+        """The input table joined with the result, as CSV (default results-<campaign>.csv)."""
+        result = getattr(self, "_result", None)
+        if result is None:
+            raise ConfigError("nothing has been sent or planned yet: call send() first")
+        clash = set(self.table.columns) & set(result.columns)
+        joined = self.table.join(result.rename(columns={c: f"{c}_result" for c in clash}),
+                                 how="left")
+        target = Path(path or self.results or f"results-{self.campaign}.csv")
+        joined.to_csv(target)
+        return target
+
+    def run(self) -> pd.DataFrame:
+        """Every step in a row (what ``mailnb send`` does): the audience, then a test send if
+        ``test_to`` is given (and nothing else), else the send and the results file."""
+        print(f"mailnb: {self.audience.summary()}", flush=True)
+        if self.test_to:
+            out = self.send_test()
+            print(f"mailnb: test: {len(out)} message(s) to {self.test_to}, "
+                  f"{int((out['status'] == 'sent').sum())} accepted; nothing was journaled")
+            return out
+        result = self.send()
+        if self.results:
+            print(f"mailnb: results written to {self.write_results()}")
+        return result
+
+    def close(self) -> None:
+        if "journal_obj" in self.__dict__:
+            self.journal_obj.close()
+
+
+def _entries(lst: Any) -> list[tuple[str, str | None, str]]:
+    frame = lst.to_frame()
+    return [(e, None if pd.isna(c) else c, n) for e, c, n in frame.itertuples(index=False)]
+
+
+__all__ = ["Job"]

@@ -1,0 +1,116 @@
+"""The options of a send, typed and in one place.
+
+:class:`SendOptions` is what :func:`mailnb.send` takes as keyword arguments: an unknown name is a
+:class:`~mailnb.errors.ConfigError` that names the closest valid one. :meth:`SendOptions.resolve` is
+the one place where an explicit option overrides a profile's value; ``None`` means "not given" (so
+the profile's value, else the default) and ``0`` means "no limit" in every door.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import threading
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .pacing import Pacing
+
+#: the pacing options and the Profile fields they come from
+PACING_FROM_PROFILE = {"rate": "rate", "daily_cap": "daily_cap", "block_size": "block_size",
+                       "block_pause": "block_pause", "limit": "limit",
+                       "concurrency": "concurrency", "window": "window"}
+#: the other options a profile can hold
+RUN_FROM_PROFILE = {"journal": "journal", "retries": "retries", "backup": "backup",
+                    "resend_unknown": "resend_unknown", "requeue_errors": "requeue_errors",
+                    "wait": "wait"}
+
+
+def closest(name: str, valid: list[str], what: str) -> ConfigError:
+    """An error for an unknown ``name`` that suggests the closest valid one."""
+    near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]!r}?" if near else f"; valid ones are {', '.join(valid)}"
+    return ConfigError(f"unknown {what} {name!r}{hint}")
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """Everything :func:`mailnb.send` takes besides the campaign and the relay."""
+
+    journal: Any = None                 # a path, a Journal, or None: $MAILNB_JOURNAL / the default
+    new_journal: bool = False           # an explicit journal path that does not exist may be made
+    dry_run: bool = False               # render and plan, send nothing, write nothing
+    rate: str | None = None             # "600/h", "10/min"; 0: no limit
+    daily_cap: int | None = None        # per relay account, rolling 24 hours; 0: no cap
+    block_size: int | None = None       # messages per block ...
+    block_pause: str | float | None = None   # ... then a pause ("2min")
+    limit: int | None = None            # at most this many messages this run; 0: no limit
+    concurrency: int | None = None      # parallel connections (default 1)
+    window: str | None = None           # "Mon-Fri 09:00-17:00 Europe/Berlin"
+    wait: bool = False                  # at the daily cap or outside the window: wait, not stop
+    retries: int = 3                    # retries of a temporary failure within the run
+    backoff: float = 2.0                # first retry after this many seconds, doubling
+    max_backoff: float = 300.0
+    reset: bool = False                 # every recipient back to unsent first
+    requeue_errors: bool = False        # failed and deferred back to unsent afterwards
+    resend_unknown: bool = False        # resend messages whose outcome a crash lost
+    backup: str | None = None           # a path pattern for a copy of each sent message
+    progress: str | bool | None = "auto"
+    max_size: int | None = None         # bytes a message may have (default 10 MB)
+    block: Any = None                   # shorthand: (size, pause) or a size
+    pacing: Pacing | None = None        # a ready Pacing (wins over the pacing options)
+    stop: threading.Event | None = None   # set it to stop after the messages in flight
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> SendOptions:
+        valid = cls.names()
+        for name in options:
+            if name not in valid:
+                raise closest(name, valid, "option")
+        return cls(**options)
+
+    @classmethod
+    def resolve(cls, profile: Any, options: dict[str, Any]) -> SendOptions:
+        """The profile's values where an option is not given (None). The one place where an
+        explicit option overrides a profile."""
+        given = cls.from_kwargs(options)
+        if profile is None:
+            return given
+        changes: dict[str, Any] = {}
+        for opt, key in {**PACING_FROM_PROFILE, **RUN_FROM_PROFILE}.items():
+            value = getattr(profile, key, None)
+            if options.get(opt) is None and value not in (None, "", False):
+                changes[opt] = value
+        return replace(given, **changes)
+
+    def make_pacing(self) -> Pacing:
+        if self.pacing is not None:
+            return self.pacing
+        size, pause = self.block_size, self.block_pause
+        if self.block is not None:
+            size, pause = self.block if isinstance(self.block, tuple) else (self.block, pause)
+        return Pacing.build(rate=self.rate, block=size, block_pause=pause,
+                            daily_cap=self.daily_cap, limit=self.limit,
+                            concurrency=self.concurrency, window=self.window)
+
+    def check(self) -> Pacing:
+        """Check every option; return the pacing."""
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries must be a whole number >= 0, not {self.retries!r}")
+        if isinstance(self.journal, (str, Path)) and not str(self.journal).strip():
+            raise ConfigError("journal is an empty path; leave it out for the default journal")
+        return self.make_pacing()
+
+
+def signature_of(func: Any) -> inspect.Signature:
+    """``func(campaign, relay, /, *, <every SendOptions field>)``: the signature help() shows."""
+    params = [inspect.Parameter("campaign", inspect.Parameter.POSITIONAL_ONLY),
+              inspect.Parameter("relay", inspect.Parameter.POSITIONAL_ONLY)]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                 annotation=f.type) for f in fields(SendOptions)]
+    return inspect.Signature(params, return_annotation="pandas.DataFrame")
