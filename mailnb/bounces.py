@@ -13,11 +13,12 @@ threshold.
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -1003,6 +1004,40 @@ def parse_many(messages: Iterable[bytes]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# -- VERP: the bounce address names the message ---------------------------------------------------
+#: ``local+<the Message-ID's local part>@domain`` (``Campaign.envelope_from`` with ``verp=True``)
+_VERP = re.compile(r"\+([0-9a-f]{6,24}\.[0-9a-f]{16})@", re.I)
+#: where the address a report was delivered to shows (RFC 9228 Delivered-To, Postfix, Exim)
+_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+
+
+def verp_token(raw: bytes) -> str | None:
+    """The message token of a VERP bounce address the report was delivered to, if any."""
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    for name in _ENVELOPE_HEADERS:
+        for value in head.get_all(name, []):
+            if (m := _VERP.search(str(value))):
+                return m.group(1).lower()
+    return None
+
+
+def with_verp(found: list[Bounce], match: Mapping[str, Any] | None) -> list[Bounce]:
+    """Fill in what the report's text did not say from the message its VERP address names; a
+    report whose text names no recipient at all still counts for that message's recipient."""
+    if match is None:
+        return found
+    out = [replace(b, recipient=b.recipient or match["address"],
+                   message_id=b.message_id or match["message_id"],
+                   campaign=b.campaign or match["campaign"]) if b.kind == "bounce" else b
+           for b in found]
+    if not any(b.recipient for b in out):
+        out = [b for b in out if b.recipient] + [Bounce(
+            match["address"], None, None, "a report to this message's VERP address; its text "
+            "names no recipient", "undefined", False, message_id=match["message_id"],
+            campaign=match["campaign"])]
+    return out
+
+
 # -- I/O: the mailbox, the journal, suppression ----------------------------------------------------
 def process_bounces(profile: Any, *, folder: str | None = None, since: str | None = None,
                     threshold: int | None = None, journal: Any = None, mailbox: Any = None,
@@ -1025,6 +1060,9 @@ def process_bounces(profile: Any, *, folder: str | None = None, since: str | Non
                 found = parse(item.raw)
             except Exception as err:  # never lose the mailbox over one odd message
                 found = [Bounce(None, None, None, f"unparsable: {err}", "undefined", False)]
+            token = verp_token(item.raw)
+            if token is not None:
+                found = with_verp(found, j.find_message(token))
             j.record_bounces(item.source_id, found)          # stored first ...
             session.mark_processed(item)                      # ... then marked processed
             for b in found:

@@ -121,6 +121,10 @@ class Journal(ABC):
         over = len(times) - cap
         return None if over < 0 else times[over] + CAP_PERIOD
 
+    def find_message(self, token: str) -> dict[str, Any] | None:
+        """The recipient of the message whose Message-ID starts ``<token@`` (a VERP token)."""
+        return None
+
     def sent_times(self, account: str, since: float) -> list[float]:
         raise JournalError(f"{type(self).__name__} cannot list send times")
 
@@ -344,6 +348,12 @@ class SQLiteJournal(Journal):
     @property
     def location(self) -> str:
         return self.label or str(self.path)
+
+    def find_message(self, token: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT campaign, key, address, message_id FROM recipients WHERE message_id >= ? AND "
+            "message_id < ? LIMIT 1", (f"<{token}@", f"<{token}@\U0010ffff")).fetchone()
+        return dict(zip(("campaign", "key", "address", "message_id"), row)) if row else None
 
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""

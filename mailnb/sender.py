@@ -217,6 +217,7 @@ class _Run:
         self.limit = _Budget(pacing.limit or math.inf)
         self.password = password
         self.new: Any = None
+        self.ahead: Item | None = None      # the next new recipient, looked at but not taken
         self.retry_heap: list[tuple[float, int, Item]] = []
         self.seq = itertools.count()
         self.connect_failures = 0
@@ -250,6 +251,8 @@ class _Run:
             _say(f"daily cap of {cap} reached; waiting until {_clock(free_at)}, when the rolling "
                  "24 hours allow the next message")
             await self.sleep(max(free_at - time.time(), 0) + 0.05)
+        else:
+            await self.sleep(0.2)        # only messages in flight hold the cap: they end soon
         used = self.journal.sent_since(self.relay.account, time.time() - CAP_PERIOD)
         self.cap.left = max(cap - used - self.stats.in_flight, 0)
 
@@ -259,31 +262,43 @@ class _Run:
             if self.retry_heap and self.retry_heap[0][0] <= now:
                 return heapq.heappop(self.retry_heap)[2]
             if self.new is not None:
-                window = self.pacing.window
-                if self.limit.left <= 0:
-                    self._end_new("limit reached")
-                elif self.cap.left <= 0 and not self.wait:
-                    self._end_new("daily cap reached")
-                elif self.cap.left <= 0:
-                    if before_wait is not None:
-                        before_wait()
-                    await self._wait_for_cap()
-                    continue
-                elif window is not None and not self.wait and not window.is_open(time.time()):
-                    self._end_new(f"outside the send window ({window.text}); it opens at "
-                                  f"{_clock(window.next_open(time.time()))}")
-                else:
-                    item = next(self.new, None)
-                    if item is not None:
-                        self.limit.take()
-                        self.cap.take()
-                        return item
-                    self.new = None
+                item = await self._take_new(before_wait)
+                if item is not None:
+                    return item
+                if self.new is not None:
+                    continue             # waited for the daily cap: look again
             if not self.retry_heap:
                 return None
             if before_wait is not None:
                 before_wait()
             await self.sleep(min(self.retry_heap[0][0] - now, 1.0))
+        return None
+
+    async def _take_new(self, before_wait: Any) -> Item | None:
+        """The next new recipient, if the limit, the daily cap and the window allow one now.
+        With ``wait``, a full daily cap is waited out (only while someone is left to send)."""
+        if self.ahead is None:
+            self.ahead = next(self.new, None)
+            if self.ahead is None:
+                self.new = None
+                return None
+        window = self.pacing.window
+        if self.limit.left <= 0:
+            self._end_new("limit reached")
+        elif self.cap.left <= 0 and not self.wait:
+            self._end_new("daily cap reached")
+        elif self.cap.left <= 0:
+            if before_wait is not None:
+                before_wait()
+            await self._wait_for_cap()
+        elif window is not None and not self.wait and not window.is_open(time.time()):
+            self._end_new(f"outside the send window ({window.text}); it opens at "
+                          f"{_clock(window.next_open(time.time()))}")
+        else:
+            item, self.ahead = self.ahead, None
+            self.limit.take()
+            self.cap.take()
+            return item
         return None
 
     def prepare(self, item: Item) -> None:

@@ -229,6 +229,7 @@ local_recipient_maps =
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 virtual_mailbox_domains = example.test
+recipient_delimiter = +
 virtual_transport = dovecot
 dovecot_destination_recipient_limit = 1
 transport_maps = inline:{{ remote.test=smtp:[127.0.0.1]:{self.remote_mx_port} }}
@@ -263,7 +264,7 @@ anvil      unix  - - n -  1 anvil
 scache     unix  - - n -  1 scache
 postlog    unix-dgram n - n - 1 postlogd
 dovecot    unix  - n n -  - pipe
-  flags=DRhu user=mail:mail argv=/usr/lib/dovecot/dovecot-lda -c {dov.conf} -f ${{sender}} -d ${{recipient}} -m Bounces
+  flags=DRhu user=mail:mail argv=/usr/lib/dovecot/dovecot-lda -c {dov.conf} -f ${{sender}} -d ${{user}}@${{domain}} -m Bounces
 """)
         conf = str(d / "etc")
         subprocess.run(["postfix", "-c", conf, "check"], check=True, timeout=60,
