@@ -145,28 +145,38 @@ class Job:
     def table(self) -> pd.DataFrame:
         """The recipients' table as read (and filtered by ``follow_up_filter``)."""
         from . import demo
-        df = self.recipients if isinstance(self.recipients, pd.DataFrame) else \
-            read_table(self.recipients or demo.SAMPLE_RECIPIENTS)
+        if isinstance(self.recipients, Audience):
+            df = self.recipients.data
+        elif isinstance(self.recipients, pd.DataFrame):
+            df = self.recipients
+        else:
+            df = read_table(self.recipients or demo.SAMPLE_RECIPIENTS)
         return df.query(self.follow_up_filter) if self.follow_up_filter else df
 
     @functools.cached_property
     def audience(self) -> Audience:
         """Who gets the mail and who does not, and why: the files given, and the journal's
-        unsubscribes and suppressions, so the numbers shown are the numbers sent."""
+        unsubscribes and suppressions, so the numbers shown are the numbers sent. ``recipients``
+        may be an Audience built with options of its own (``check_deliverability``, ...)."""
         from . import demo
-        s, j = self.settings, self.journal_obj
-        unsub = Unsubscribes(j.unsubscribes())
+        j = self.journal_obj
+        unsub = [Unsubscribes(j.unsubscribes())]
         unsub_file = self.unsubscribes or (demo.SAMPLE_UNSUBSCRIBES if not self.recipients
                                            else None)
         if unsub_file:
-            unsub = Unsubscribes([*_entries(unsub), *_entries(Unsubscribes.from_csv(unsub_file))])
-        sup = Suppressions(j.suppressions())
+            unsub.append(Unsubscribes.from_csv(unsub_file))
+        sup = [Suppressions(j.suppressions())]
         if self.suppressions:
-            sup = Suppressions([*_entries(sup), *_entries(Suppressions.from_csv(self.suppressions))])
-        return Audience(self.table, self.email_column or "email", campaign=self.campaign,
-                        unsubscribes=unsub, suppressions=sup, blocklist=self._blocklist(),
-                        transactional=bool(self.transactional),
-                        exclusion_policy=s.exclusion_policy)
+            sup.append(Suppressions.from_csv(self.suppressions))
+        base = self.recipients if isinstance(self.recipients, Audience) else Audience(
+            self.table, self.email_column or "email", transactional=bool(self.transactional))
+        if self.follow_up_filter and isinstance(self.recipients, Audience):
+            base = Audience(self.table, base.email_column, **base.options)
+        changes = {"transactional": True} if self.transactional else {}
+        return base.extended(unsubscribes=[e for u in unsub for e in u.to_frame().itertuples(
+            index=False)], suppressions=[e for u in sup for e in u.to_frame().itertuples(
+                index=False)], blocklist=self._blocklist(), campaign=self.campaign,
+            exclusion_policy=self.settings.exclusion_policy, **changes)
 
     def _blocklist(self) -> Blocklist | None:
         source = self.blocklist if self.blocklist is not None else (self.settings.blocklist or None)
@@ -260,11 +270,6 @@ class Job:
     def close(self) -> None:
         if "journal_obj" in self.__dict__:
             self.journal_obj.close()
-
-
-def _entries(lst: Any) -> list[tuple[str, str | None, str]]:
-    frame = lst.to_frame()
-    return [(e, None if pd.isna(c) else c, n) for e, c, n in frame.itertuples(index=False)]
 
 
 __all__ = ["Job"]

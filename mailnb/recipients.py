@@ -116,6 +116,7 @@ class AddressList:
         return cls(pd.read_csv(path, dtype=str))
 
     def add(self, address: str, campaign: str | None = None, note: str = "") -> None:
+        campaign = None if _missing(campaign) else campaign
         self._entries.setdefault(address_key(address), {})[campaign] = note
 
     def to_frame(self) -> pd.DataFrame:
@@ -185,11 +186,19 @@ class Blocklist:
                 return f"domain {'.'.join(parts[i:])} on the blocklist"
         return None
 
+    @property
+    def entries(self) -> list[str]:
+        return sorted(self.addresses) + [f"@{d}" for d in sorted(self.domains)]
+
     def __len__(self) -> int:
         return len(self.addresses) + len(self.domains)
 
     def __repr__(self) -> str:
         return f"<Blocklist: {len(self.addresses)} addresses, {len(self.domains)} domains>"
+
+
+def _entries(lst: AddressList) -> list[tuple[str, str | None, str]]:
+    return [(k, c, n) for k, per in lst._entries.items() for c, n in per.items()]
 
 
 def _missing(value: Any) -> bool:
@@ -259,6 +268,12 @@ class Audience:
             raise RecipientError(
                 "the DataFrame's index has duplicate labels, so results could not be joined back "
                 "to it. Call df.reset_index(drop=True) (or set a unique index) first.")
+        self.options = dict(unsubscribes=unsubscribes, suppressions=suppressions,
+                            blocklist=blocklist, campaign=campaign,
+                            exclusion_policy=exclusion_policy, subscribed_column=subscribed_column,
+                            transactional=transactional,
+                            check_deliverability=check_deliverability,
+                            allow_test_domains=allow_test_domains)
         self.data = data
         self.email_column = email_column
         self.campaign = campaign
@@ -347,6 +362,20 @@ class Audience:
         excluded["reason"] = ex_reason
         excluded["detail"] = ex_detail
         self.excluded: pd.DataFrame = excluded
+
+    def extended(self, *, unsubscribes: Any = None, suppressions: Any = None,
+                 blocklist: Any = None, **changes: Any) -> Audience:
+        """The same audience with more exclusions (added to its own lists) or other options."""
+        opts = {**self.options, **changes}
+        opts["unsubscribes"] = Unsubscribes([*_entries(self.unsubscribes),
+                                             *_entries(Unsubscribes(unsubscribes or ()))])
+        opts["suppressions"] = Suppressions([*_entries(self.suppressions),
+                                             *_entries(Suppressions(suppressions or ()))])
+        block = Blocklist(self.blocklist.entries)
+        for entry in (blocklist.entries if isinstance(blocklist, Blocklist) else blocklist or ()):
+            block.add(entry)
+        opts["blocklist"] = block
+        return Audience(self.data, self.email_column, **opts)
 
     # -- summaries -----------------------------------------------------------------------------
     def counts(self) -> pd.Series:

@@ -219,3 +219,80 @@ def test_pop_before_smtp(dovecot, smtp, journal):
     with pytest.raises(AuthenticationError) as info:
         mailnb.send(campaign(people(3), name="pop2"), bad, journal=journal, progress=None)
     assert "wrong-pop" not in str(info.value) and len(smtp.recorder.messages) == 2
+
+
+@pytest.mark.parametrize("verp", [False, True])
+def test_separate_bounce_mailbox_through_postfix(dovecot, tmp_path, config_dir, monkeypatch, verp):
+    """From news@example.org, bounce address = the Dovecot mailbox (with VERP: bounce+<id>@):
+    Postfix bounces part of the campaign to the bounce address, the reports land in that mailbox,
+    mailnb bounces (the profile's mailbox) records them, and the next send skips those addresses."""
+    from mailservers import Postfix
+    mx = start_smtp("plain", recorder=Recorder())
+    postfix = Postfix(dovecot, mx.port).start()
+    monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        addresses = [f"nobody-{tag}@example.test", f"unknown-{tag}@remote.test",
+                     f"ok-{tag}@remote.test"]
+        (tmp_path / "tpl").mkdir()
+        (tmp_path / "tpl" / "subject.txt").write_text("Hello {{ first_name }}")
+        (tmp_path / "tpl" / "body.txt").write_text("Dear {{ first_name }}")
+        folder = "Bounces"
+        mailnb.Profile(name="news", host="127.0.0.1", port=postfix.port, security="none",
+                       requires_auth=False, from_addr="news@example.org",
+                       bounce_address=dovecot.user, verp=verp, imap_host="127.0.0.1",
+                       imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
+                       imap_cafile=dovecot.cafile, bounce_folder=folder,
+                       journal=str(tmp_path / "j.sqlite")).save()
+        aud = mailnb.Audience(people(addresses=addresses), allow_test_domains=True)
+        common = dict(profile="news", recipients=aud, template=str(tmp_path / "tpl"),
+                      progress=False)
+        res = mailnb.Job(campaign=f"news-{tag}", new_journal=True, **common).send()
+        assert (res["status"] == "sent").all()
+        prof = mailnb.Profile.load("news")
+        deadline, found = time.time() + 60, []
+        while time.time() < deadline:
+            found.append(process_bounces(prof))
+            got = {r for f in found for r in f["recipient"].dropna()}
+            if set(addresses[:2]) <= got:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no bounces in time; postfix log:\n{postfix.log()[-3000:]}")
+        import pandas as pd
+        mine = pd.concat(found)
+        mine = mine[mine["recipient"].isin(addresses)]
+        assert set(mine["recipient"]) == set(addresses[:2])
+        assert set(mine["campaign"]) == {f"news-{tag}"} and mine["hard"].all()
+        if verp:   # each report came to the message's own bounce address
+            assert set(mine["message_id"]) == set(res.set_index("address").loc[
+                addresses[:2], "message_id"])
+        again = mailnb.Job(campaign=f"news2-{tag}", **common)
+        reasons = dict(zip(again.audience.excluded["address"], again.audience.excluded["reason"]))
+        assert reasons == {addresses[0]: "suppressed", addresses[1]: "suppressed"}
+        res2 = again.send()
+        assert res2.set_index("address").loc[addresses[2], "status"] == "sent"
+        assert [m.rcpt_tos for m in mx.recorder.messages].count([addresses[2]]) == 2
+    finally:
+        postfix.stop()
+        mx.stop()
+
+
+def test_verp_matches_a_report_whose_text_names_nobody(dovecot, folder, journal, smtp):
+    df = people(addresses=["gone@example.com", "here@example.com"])
+    tmpl = Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+    c = mailnb.Campaign("verp-only", mailnb.Audience(df), tmpl, from_addr="news@example.org",
+                        bounce_address="bounces@example.org", verp=True)
+    res = mailnb.send(c, mailnb.Relay("127.0.0.1", smtp.port, security="none"), journal=journal,
+                      progress=None)
+    sent_from = {m.rcpt_tos[0]: m.mail_from for m in smtp.recorder.messages}
+    report = (f"Delivered-To: {sent_from['gone@example.com']}\nFrom: postmaster@example.com\n"
+              "To: bounces@example.org\nSubject: Delivery failure\n\n"
+              "Sorry, your message could not be delivered.\n").encode()
+    dovecot.deliver(report, folder)
+    found = process_bounces(None, mailbox=box(dovecot, folder), journal=journal)
+    row = found[found["kind"] == "bounce"].iloc[0]
+    assert row["recipient"] == "gone@example.com" and row["campaign"] == "verp-only"
+    assert row["message_id"] == res.loc[0, "message_id"]
+    assert journal.history("verp-only").set_index("address").loc["gone@example.com",
+                                                                  "status"] == "bounced"
