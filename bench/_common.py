@@ -114,7 +114,8 @@ CHILD = textwrap.dedent("""
                         from_addr="news@example.org", from_name="News")
     t1 = time.perf_counter()
     r = mailnb.send(c, mailnb.Relay("127.0.0.1", port, security="none", timeout=60),
-                    journal=journal, concurrency=conc, progress=None, retries=0)
+                    journal=journal, new_journal=True, concurrency=conc, progress=None,
+                    retries=0)
     t2 = time.perf_counter()
     print(json.dumps({{"sent": int((r["status"] == "sent").sum()), "total_s": t2 - t0,
                        "send_s": t2 - t1,

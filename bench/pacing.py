@@ -56,7 +56,8 @@ def run(n: int, **pacing_kw) -> dict:
                             from_addr="news@example.org")
         with tempfile.TemporaryDirectory() as d:
             mailnb.send(c, mailnb.Relay("127.0.0.1", port, security="none"),
-                        journal=f"{d}/j.sqlite", progress=None, **pacing_kw)
+                        journal=f"{d}/j.sqlite", new_journal=True, progress=None,
+                        **pacing_kw)
     finally:
         ctl.stop()
     pacing = mailnb.Pacing.build(**{k: v for k, v in pacing_kw.items() if k in ("rate", "block")})

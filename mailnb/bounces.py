@@ -25,6 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from .journal import open_journal
+from .mailbox import Mailbox, Session
+
 #: every reason a bounce can have (the issue's list and the few finer ones real servers give)
 REASONS = ("userunknown", "hostunknown", "hasmoved", "mailboxfull", "expired", "filtered",
            "blocked", "rejected", "spamdetected", "suspend", "policyviolation", "networkerror",
@@ -1045,9 +1048,6 @@ def process_bounces(profile: Any, *, folder: str | None = None, since: str | Non
     """Read the bounce mailbox, record each report in the journal, mark it processed, and suppress
     the addresses past the threshold. Returns one row per report recipient (``recipient``,
     ``reason``, ``hard``, ``kind``, ``campaign``, ``suppressed``, ...)."""
-    from .journal import open_journal
-    from .mailbox import Mailbox, Session
-
     j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
     mb = mailbox or Mailbox.from_profile(profile, folder=folder)
     limit = threshold or getattr(profile, "bounce_threshold", 3) or 3

@@ -10,6 +10,9 @@
     mailnb demo                             # the sample campaign through the sink, end to end
 
 The SMTP password comes from MAILNB_SMTP_PASSWORD or the keyring, never from a flag.
+
+Each command imports what it needs when it runs: the package's modules bring in pandas, so
+``mailnb --help`` and a cron job's start stay fast.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError
 from .journal import open_journal
 from .options import closest
@@ -144,13 +145,12 @@ class Job:
     @functools.cached_property
     def table(self) -> pd.DataFrame:
         """The recipients' table as read (and filtered by ``follow_up_filter``)."""
-        from . import demo
         if isinstance(self.recipients, Audience):
             df = self.recipients.data
         elif isinstance(self.recipients, pd.DataFrame):
             df = self.recipients
         else:
-            df = read_table(self.recipients or demo.SAMPLE_RECIPIENTS)
+            df = read_table(self.recipients or SAMPLE_RECIPIENTS)
         return df.query(self.follow_up_filter) if self.follow_up_filter else df
 
     @functools.cached_property
@@ -158,10 +158,9 @@ class Job:
         """Who gets the mail and who does not, and why: the files given, and the journal's
         unsubscribes and suppressions, so the numbers shown are the numbers sent. ``recipients``
         may be an Audience built with options of its own (``check_deliverability``, ...)."""
-        from . import demo
         j = self.journal_obj
         unsub = [Unsubscribes(j.unsubscribes())]
-        unsub_file = self.unsubscribes or (demo.SAMPLE_UNSUBSCRIBES if not self.recipients
+        unsub_file = self.unsubscribes or (SAMPLE_UNSUBSCRIBES if not self.recipients
                                            else None)
         if unsub_file:
             unsub.append(Unsubscribes.from_csv(unsub_file))
@@ -192,11 +191,10 @@ class Job:
 
     @functools.cached_property
     def template_obj(self) -> Template:
-        from . import demo
         if isinstance(self.template, Template):
             return self.template
         column = self.attachment_column or self.settings.attachment_column or None
-        return Template.from_folder(self.template or demo.SAMPLE_TEMPLATE,
+        return Template.from_folder(self.template or SAMPLE_TEMPLATE,
                                     **({"attachment_column": column} if column else {}))
 
     @functools.cached_property

@@ -201,6 +201,26 @@ def _entries(lst: AddressList) -> list[tuple[str, str | None, str]]:
     return [(k, c, n) for k, per in lst._entries.items() for c, n in per.items()]
 
 
+def _check_input(data: Any, email_column: str, exclusion_policy: str) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise RecipientError(f"Audience needs a pandas DataFrame, not {type(data).__name__}; "
+                             "load your file with pandas.read_csv (or read_excel) first.")
+    if email_column not in data.columns:
+        raise RecipientError(
+            f"the DataFrame has no column {email_column!r}; its columns are "
+            f"{list(map(str, data.columns))}. Pass email_column='<the column with the addresses>'.")
+    if data.empty:
+        raise RecipientError("the DataFrame has no rows: there is nobody to send to. "
+                             "Check the file or the filter that produced it.")
+    if exclusion_policy not in ("global", "campaign"):
+        raise RecipientError(f"exclusion_policy must be 'global' or 'campaign', "
+                             f"not {exclusion_policy!r}")
+    if data.index.has_duplicates:
+        raise RecipientError(
+            "the DataFrame's index has duplicate labels, so results could not be joined back "
+            "to it. Call df.reset_index(drop=True) (or set a unique index) first.")
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA \
         or value is pd.NaT
@@ -251,23 +271,7 @@ class Audience:
                  campaign: str | None = None, exclusion_policy: str = "global",
                  subscribed_column: str | None = "subscribed", transactional: bool = False,
                  check_deliverability: bool = False, allow_test_domains: bool = False) -> None:
-        if not isinstance(data, pd.DataFrame):
-            raise RecipientError(f"Audience needs a pandas DataFrame, not {type(data).__name__}; "
-                                 "load your file with pandas.read_csv (or read_excel) first.")
-        if email_column not in data.columns:
-            raise RecipientError(
-                f"the DataFrame has no column {email_column!r}; its columns are "
-                f"{list(map(str, data.columns))}. Pass email_column='<the column with the addresses>'.")
-        if data.empty:
-            raise RecipientError("the DataFrame has no rows: there is nobody to send to. "
-                                 "Check the file or the filter that produced it.")
-        if exclusion_policy not in ("global", "campaign"):
-            raise RecipientError(f"exclusion_policy must be 'global' or 'campaign', "
-                                 f"not {exclusion_policy!r}")
-        if data.index.has_duplicates:
-            raise RecipientError(
-                "the DataFrame's index has duplicate labels, so results could not be joined back "
-                "to it. Call df.reset_index(drop=True) (or set a unique index) first.")
+        _check_input(data, email_column, exclusion_policy)
         self.options = dict(unsubscribes=unsubscribes, suppressions=suppressions,
                             blocklist=blocklist, campaign=campaign,
                             exclusion_policy=exclusion_policy, subscribed_column=subscribed_column,
@@ -284,84 +288,84 @@ class Audience:
         self.blocklist = blocklist if isinstance(blocklist, Blocklist) else Blocklist(blocklist or ())
         use_subscribed = (subscribed_column is not None and subscribed_column in data.columns
                           and not transactional)
+        self.subscribed_column = subscribed_column if use_subscribed else None
+        self._sort(check_deliverability, allow_test_domains)
 
+    def _sort(self, check_deliverability: bool, allow_test_domains: bool) -> None:
+        """Every row either sendable (with its normalised address) or excluded with a reason."""
+        data, column = self.data, self.email_column
         keep: list[Any] = []
-        addresses: list[str] = []
-        keys: list[str] = []
-        utf8: list[bool] = []
-        ex_index: list[Any] = []
-        ex_reason: list[str] = []
-        ex_detail: list[str] = []
-        ex_address: list[str] = []
+        found: list[Address] = []
+        excluded: list[tuple[Any, str, str, str]] = []
         first_row: dict[str, Any] = {}
-        validate_cache: dict[str, Address | str] = {}
-
-        def exclude(i: Any, reason: str, detail: str, address: str) -> None:
-            ex_index.append(i)
-            ex_reason.append(reason)
-            ex_detail.append(detail)
-            ex_address.append(address)
-
-        sub_values = data[subscribed_column] if use_subscribed else None
-        for i, raw in data[email_column].items():
+        cache: dict[str, Address | str] = {}
+        sub_values = data[self.subscribed_column] if self.subscribed_column else None
+        for i, raw in data[column].items():
             if _missing(raw) or (isinstance(raw, str) and not raw.strip()):
-                exclude(i, "invalid: no address", "the cell is empty", "")
+                excluded.append((i, "invalid: no address", "the cell is empty", ""))
                 continue
             if not isinstance(raw, str):
                 raise RecipientError(
-                    f"row {i!r}, column {email_column!r}: {raw!r} is a {type(raw).__name__}, not "
+                    f"row {i!r}, column {column!r}: {raw!r} is a {type(raw).__name__}, not "
                     f"an email address. Fix that cell, or read the file with dtype=str.")
-            found = validate_cache.get(raw)
-            if found is None:
+            addr = cache.get(raw)
+            if addr is None:
                 try:
-                    found = normalize(raw, check_deliverability=check_deliverability,
-                                      allow_test_domains=allow_test_domains)
+                    addr = normalize(raw, check_deliverability=check_deliverability,
+                                     allow_test_domains=allow_test_domains)
                 except email_validator.EmailNotValidError as err:
-                    found = str(err)
-                validate_cache[raw] = found
-            if isinstance(found, str):
-                exclude(i, f"invalid: {found}", found, raw.strip())
+                    addr = str(err)
+                cache[raw] = addr
+            if isinstance(addr, str):
+                excluded.append((i, f"invalid: {addr}", addr, raw.strip()))
                 continue
-            addr = found
             if addr.key in first_row:
-                exclude(i, "duplicate", f"same address as row {first_row[addr.key]!r}", addr.address)
+                excluded.append((i, "duplicate", f"same address as row {first_row[addr.key]!r}",
+                                 addr.address))
                 continue
             first_row[addr.key] = i
-            why = self.blocklist.match(addr.key)
+            why = self._exclusion(addr.key, i, sub_values)
             if why is not None:
-                exclude(i, "blocked", why, addr.address)
-                continue
-            note = self.suppressions.match(addr.key)
-            if note is not None:
-                exclude(i, "suppressed", note or "on the suppression list", addr.address)
-                continue
-            if not transactional:
-                note = self.unsubscribes.match(addr.key, campaign, policy=exclusion_policy)
-                if note is not None:
-                    exclude(i, "unsubscribed", note or "on the unsubscribe list", addr.address)
-                    continue
-            if sub_values is not None and not _subscribed(sub_values[i], i, subscribed_column):
-                exclude(i, "not subscribed", f"{subscribed_column} = {sub_values[i]!r}",
-                        addr.address)
+                excluded.append((i, *why, addr.address))
                 continue
             keep.append(i)
-            addresses.append(addr.address)
-            keys.append(addr.key)
-            utf8.append(addr.smtputf8)
+            found.append(addr)
+        self._store(keep, found, excluded)
 
-        self.sendable: pd.DataFrame = data.loc[keep]
+    def _exclusion(self, key: str, row: Any, sub_values: Any) -> tuple[str, str] | None:
+        """(reason, detail) when a valid, first-seen address is excluded by a list, else None."""
+        why = self.blocklist.match(key)
+        if why is not None:
+            return "blocked", why
+        note = self.suppressions.match(key)
+        if note is not None:
+            return "suppressed", note or "on the suppression list"
+        if not self.transactional:
+            note = self.unsubscribes.match(key, self.campaign, policy=self.exclusion_policy)
+            if note is not None:
+                return "unsubscribed", note or "on the unsubscribe list"
+        if sub_values is not None and not _subscribed(sub_values[row], row,
+                                                      str(self.subscribed_column)):
+            return "not subscribed", f"{self.subscribed_column} = {sub_values[row]!r}"
+        return None
+
+    def _store(self, keep: list[Any], found: list[Address],
+               excluded: list[tuple[Any, str, str, str]]) -> None:
+        self.sendable: pd.DataFrame = self.data.loc[keep]
+        index = self.sendable.index
         #: the address each sendable row is mailed at (normalised), aligned with ``sendable``
-        self.addresses = pd.Series(addresses, index=self.sendable.index, dtype=object,
+        self.addresses = pd.Series([a.address for a in found], index=index, dtype=object,
                                    name="address")
         #: the identity of each sendable row (case-folded address)
-        self.keys = pd.Series(keys, index=self.sendable.index, dtype=object, name="key")
+        self.keys = pd.Series([a.key for a in found], index=index, dtype=object, name="key")
         #: True where the address needs SMTPUTF8 (non-ASCII local part)
-        self.smtputf8 = pd.Series(utf8, index=self.sendable.index, dtype=bool, name="smtputf8")
-        excluded = data.loc[ex_index].copy()
-        excluded["address"] = ex_address
-        excluded["reason"] = ex_reason
-        excluded["detail"] = ex_detail
-        self.excluded: pd.DataFrame = excluded
+        self.smtputf8 = pd.Series([a.smtputf8 for a in found], index=index, dtype=bool,
+                                  name="smtputf8")
+        rows = self.data.loc[[e[0] for e in excluded]].copy()
+        rows["address"] = [e[3] for e in excluded]
+        rows["reason"] = [e[1] for e in excluded]
+        rows["detail"] = [e[2] for e in excluded]
+        self.excluded: pd.DataFrame = rows
 
     def extended(self, *, unsubscribes: Any = None, suppressions: Any = None,
                  blocklist: Any = None, **changes: Any) -> Audience:

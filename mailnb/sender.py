@@ -28,6 +28,7 @@ import pandas as pd
 from .errors import (AuthenticationError, ConfigError, MailnbError, PreflightError, RelayError,
                      TemplateError, TLSError)
 from .journal import Journal, encode_row, open_journal
+from .mailbox import pop_login
 from .messages import build_message
 from .options import SendOptions, signature_of
 from .pacing import CAP_PERIOD, Pacer, Pacing
@@ -572,7 +573,6 @@ async def _run(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan
     run_id, recovered = _start(campaign, relay, j, plan, pacing)
     password = relay.resolve_password() if isinstance(relay, Relay) else None
     if isinstance(relay, Relay) and relay.pop_before_smtp is not None and plan.due:
-        from .mailbox import pop_login      # POP3 only for the relays that want it
         await asyncio.to_thread(pop_login, relay.pop_before_smtp)
     eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
     stats.total, stats.started = len(plan.due), time.time()

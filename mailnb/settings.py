@@ -11,11 +11,13 @@ import os
 import re
 import ssl
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, SecretMissingError
+from .pacing import Window, parse_duration, parse_rate
+from .recipients import normalize
 
 SECURITY = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -461,21 +463,6 @@ class Profile:
                               "preferences")
         return self.from_addr, self.from_name or None
 
-    def pacing_options(self) -> dict[str, Any]:
-        """The profile's pacing as keyword arguments for :func:`mailnb.send`."""
-        out: dict[str, Any] = {"concurrency": self.concurrency or 1}
-        if self.rate:
-            out["rate"] = self.rate
-        if self.daily_cap:
-            out["daily_cap"] = self.daily_cap
-        if self.block_size:
-            out["block"] = (self.block_size, self.block_pause or 0)
-        if self.limit:
-            out["limit"] = self.limit
-        if self.journal:
-            out["journal"] = self.journal
-        return out
-
     def imap_password(self) -> Secret:
         env = _env_name(IMAP_PASSWORD_ENV, self.name)
         return find_password(kind="imap", username=self.imap_username, host=self.imap_host,
@@ -484,7 +471,10 @@ class Profile:
     # -- checks -------------------------------------------------------------------------------------
     def problems(self) -> dict[str, str]:
         """Field -> what is wrong, for every field that is set but invalid (live form checks)."""
-        from .recipients import normalize
+        return {**self._relay_problems(), **self._message_problems(),
+                **self._pacing_problems(), **self._mailbox_problems()}
+
+    def _relay_problems(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.host and not valid_hostname(self.host):
             out["host"] = "not a valid host name or IP address"
@@ -497,7 +487,12 @@ class Profile:
         if self.requires_auth and self.host and not self.username:
             out["username"] = ("required when 'requires login' is ticked (untick it for a relay "
                                "that needs no login)")
-        for f in ("from_addr", "alt_from_addr", "reply_to", "bounce_address"):
+        return out
+
+    def _message_problems(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in ("from_addr", "alt_from_addr", "reply_to", "bounce_address",
+                  "unsubscribe_mailto"):
             value = getattr(self, f)
             if value:
                 try:
@@ -506,42 +501,35 @@ class Profile:
                     out[f] = str(err)
         if self.email_format not in FORMATS:
             out["email_format"] = f"one of {', '.join(FORMATS)}"
-        if self.rate:
-            from .pacing import parse_rate
-            try:
-                parse_rate(self.rate)
-            except ConfigError as err:
-                out["rate"] = str(err)
-        if self.block_pause:
-            from .pacing import parse_duration
-            try:
-                parse_duration(self.block_pause)
-            except ConfigError as err:
-                out["block_pause"] = str(err)
         if self.unsubscribe_url and (not self.unsubscribe_url.startswith("https://")
                                      or "{token}" not in self.unsubscribe_url):
             out["unsubscribe_url"] = "an https:// URL with {token} in it"
-        if self.unsubscribe_mailto:
-            try:
-                normalize(self.unsubscribe_mailto, allow_test_domains=True)
-            except Exception as err:
-                out["unsubscribe_mailto"] = str(err)
         if self.dkim_key_file and not Path(self.dkim_key_file).expanduser().is_file():
             out["dkim_key_file"] = "no such file (make one with mailnb.signing.generate_key)"
         if self.dkim_key_file and not self.dkim_selector:
             out["dkim_selector"] = "a DKIM key needs a selector"
-        if self.window:
-            from .pacing import Window
-            try:
-                Window.parse(self.window)
-            except ConfigError as err:
-                out["window"] = str(err)
-        if self.protocol not in ("imap", "pop3"):
-            out["protocol"] = "imap or pop3"
         if self.verp and not self.bounce_address:
             out["verp"] = "VERP needs a bounce address to add the +id to"
         if self.exclusion_policy not in ("global", "campaign"):
             out["exclusion_policy"] = "global or campaign"
+        return out
+
+    def _pacing_problems(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, check in (("rate", parse_rate), ("block_pause", parse_duration),
+                            ("window", Window.parse)):
+            value = getattr(self, name)
+            if value:
+                try:
+                    check(value)
+                except ConfigError as err:
+                    out[name] = str(err)
+        return out
+
+    def _mailbox_problems(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.protocol not in ("imap", "pop3"):
+            out["protocol"] = "imap or pop3"
         if self.imap_host and not valid_hostname(self.imap_host):
             out["imap_host"] = "not a valid host name or IP address"
         if not 1 <= int(self.imap_port or 0) <= 65535:
@@ -554,7 +542,6 @@ class Profile:
 
     # -- storage ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
         return asdict(self)
 
     def save(self, folder: str | Path | None = None) -> Path:

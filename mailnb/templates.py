@@ -336,7 +336,7 @@ class Template:
                context: Mapping[str, Any] | None = None, default_footer: str | None = None,
                default_footer_html: str | None = None) -> Rendered:
         """Render one row. Raises :class:`TemplateError` naming the row, the field and the fix."""
-        compiled = self.compile()
+        self.compile()
         values = dict(row)
         if self.missing == "empty":
             values = {k: ("" if _is_missing(v) else v) for k, v in values.items()}
@@ -344,54 +344,60 @@ class Template:
         ctx["row"] = values
         if context:
             ctx.update(context)
+        out = self._render_parts(ctx, values, row_id)
+        _check_header_fields(out, row_id)
+        text, markup = self._assemble(out, default_footer, default_footer_html)
+        return Rendered(
+            subject=out["subject"], text=text, html=markup, to_name=out.get("to_name") or None,
+            from_name=out.get("from_name") or None, reply_to=out.get("reply_to") or None,
+            attachments=self._attachments(row, out.get("attachments"), row_id),
+            headers={k[7:]: v for k, v in out.items() if k.startswith("header:")})
+
+    def _render_parts(self, ctx: dict[str, Any], values: dict[str, Any],
+                      row_id: Any) -> dict[str, str]:
+        """Every part, in one render when nothing is wrong; part by part, for the precise error,
+        when something is."""
         out: dict[str, str] = {}
         if self._combined is not None and (self.missing != "error" or not any(
                 var in values and _is_missing(values[var]) for var in self._all_vars)):
             try:
                 pieces = self._combined.render(ctx).split(self._sep)
             except Exception:
-                pieces = []       # rendered again part by part below, for the precise error
+                pieces = []
             if len(pieces) == len(self._order) + 1:
                 out = dict(zip(self._order, pieces))
-        for name, tmpl in compiled.items():
-            if name in out:
-                continue
-            if self.missing == "error":
-                for var in self._variables[name]:
-                    if var in values and _is_missing(values[var]):
-                        raise TemplateError(
-                            f"row {row_id!r}, field {name}: column {var!r} is empty in this row. "
-                            f"Fill it in, drop the row, or use Template(..., missing='empty').",
-                            field=name, row=row_id)
-            try:
-                out[name] = tmpl.render(ctx)
-            except jinja2.UndefinedError as err:
-                line = _template_line(sys.exc_info()[2], set(self.sources))
-                raise TemplateError(
-                    f"row {row_id!r}, field {name}{f' line {line}' if line else ''}: {err.message}. "
-                    f"Add that column to the DataFrame or fix the template; the columns are "
-                    f"{sorted(k for k in values)}.", field=name, row=row_id, line=line) from None
-            except jinja2.TemplateError as err:
-                raise TemplateError(f"row {row_id!r}, field {name}: {err}", field=name,
-                                    row=row_id) from None
-            except Exception as err:  # an error inside a filter or a value's __str__
-                raise TemplateError(f"row {row_id!r}, field {name}: {type(err).__name__}: {err}",
-                                    field=name, row=row_id) from None
+        for name, tmpl in (self._compiled or {}).items():
+            if name not in out:
+                out[name] = self._render_part(name, tmpl, ctx, values, row_id)
+        return out
 
-        for name in HEADER_FIELDS:
-            if name in out:
-                out[name] = out[name].strip()
-        for name, value in out.items():
-            if (name in HEADER_FIELDS or name.startswith("header:")) and CONTROL.search(value):
-                raise TemplateError(
-                    f"row {row_id!r}, field {name}: the rendered value {value[:60]!r} contains a "
-                    f"line break or control character, which would forge headers. Clean that "
-                    f"column (e.g. df[col].str.replace(r'\\s+', ' ', regex=True)).",
-                    field=name, row=row_id)
-        if not out["subject"]:
-            raise TemplateError(f"row {row_id!r}, field subject: the subject renders empty; "
-                                "give every row a subject", field="subject", row=row_id)
+    def _render_part(self, name: str, tmpl: jinja2.Template, ctx: dict[str, Any],
+                     values: dict[str, Any], row_id: Any) -> str:
+        if self.missing == "error":
+            for var in self._variables[name]:
+                if var in values and _is_missing(values[var]):
+                    raise TemplateError(
+                        f"row {row_id!r}, field {name}: column {var!r} is empty in this row. "
+                        f"Fill it in, drop the row, or use Template(..., missing='empty').",
+                        field=name, row=row_id)
+        try:
+            return tmpl.render(ctx)
+        except jinja2.UndefinedError as err:
+            line = _template_line(sys.exc_info()[2], set(self.sources))
+            raise TemplateError(
+                f"row {row_id!r}, field {name}{f' line {line}' if line else ''}: {err.message}. "
+                f"Add that column to the DataFrame or fix the template; the columns are "
+                f"{sorted(k for k in values)}.", field=name, row=row_id, line=line) from None
+        except jinja2.TemplateError as err:
+            raise TemplateError(f"row {row_id!r}, field {name}: {err}", field=name,
+                                row=row_id) from None
+        except Exception as err:  # an error inside a filter or a value's __str__
+            raise TemplateError(f"row {row_id!r}, field {name}: {type(err).__name__}: {err}",
+                                field=name, row=row_id) from None
 
+    def _assemble(self, out: dict[str, str], default_footer: str | None,
+                  default_footer_html: str | None) -> tuple[str | None, str | None]:
+        """The text and HTML bodies with the footer, CSS inlined, a text part made from HTML."""
         text, markup = out.get("text"), out.get("html")
         footer = out.get("footer", default_footer)
         footer_html = out.get("footer_html", default_footer_html)
@@ -410,12 +416,7 @@ class Template:
                 block = f'<div class="footer">{footer_html}</div>'
                 pos = markup.lower().rfind("</body>")
                 markup = markup[:pos] + block + markup[pos:] if pos >= 0 else markup + block
-
-        return Rendered(
-            subject=out["subject"], text=text, html=markup, to_name=out.get("to_name") or None,
-            from_name=out.get("from_name") or None, reply_to=out.get("reply_to") or None,
-            attachments=self._attachments(row, out.get("attachments"), row_id),
-            headers={k[7:]: v for k, v in out.items() if k.startswith("header:")})
+        return text, markup
 
     def _attachments(self, row: Mapping[str, Any], rendered: str | None, row_id: Any) -> list[Path]:
         raw: list[str] = []
@@ -495,6 +496,23 @@ class Template:
     def __repr__(self) -> str:
         parts = ", ".join(k for k in ("text", "html", "footer") if k in self.sources)
         return f"<Template {self.sources['subject']!r} ({parts})>"
+
+
+def _check_header_fields(out: dict[str, str], row_id: Any) -> None:
+    """Header parts are single lines; a control character would forge headers."""
+    for name in HEADER_FIELDS:
+        if name in out:
+            out[name] = out[name].strip()
+    for name, value in out.items():
+        if (name in HEADER_FIELDS or name.startswith("header:")) and CONTROL.search(value):
+            raise TemplateError(
+                f"row {row_id!r}, field {name}: the rendered value {value[:60]!r} contains a "
+                f"line break or control character, which would forge headers. Clean that "
+                f"column (e.g. df[col].str.replace(r'\\s+', ' ', regex=True)).",
+                field=name, row=row_id)
+    if not out["subject"]:
+        raise TemplateError(f"row {row_id!r}, field subject: the subject renders empty; "
+                            "give every row a subject", field="subject", row=row_id)
 
 
 def check_rendered(result: Rendered, idx: Any, max_size: int,

@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
+from .runner import run_sync
 from .settings import Pickup, Relay, Secret, client_ssl_context
 
 
@@ -138,6 +139,8 @@ class _Replies(asyncio.Protocol):
 
 
 _DOT = re.compile(rb"(?m)^\.")
+#: the replies that let a transaction go on (RFC 5321 4.3.2)
+_ACCEPTED = {"MAIL": (250,), "RCPT": (250, 251), "DATA": (354,)}
 
 class SMTPConnection:
     """One SMTP session, opened on demand and reopened after a drop."""
@@ -263,47 +266,17 @@ class SMTPConnection:
                 return Delivery("retry", err.code, str(err), slow_down=err.code == 421)
         pipe = self.smtp
         assert pipe is not None
-        for addr in (sender, recipient):
-            if any(c in addr for c in "<>\r\n\x00") or " " in addr:
-                return Delivery("failed", None, f"refusing to send to or from {addr!r}")
-        params = ""
-        if smtputf8:
-            if "smtputf8" not in self.extensions:
-                return Delivery("failed", None, f"{recipient} needs SMTPUTF8, which {self.where} "
-                                "does not offer")
-            params = " SMTPUTF8"
-        if not data.isascii() and "8bitmime" in self.extensions:
-            params += " BODY=8BITMIME"
+        params = self._params(sender, recipient, data, smtputf8)
+        if isinstance(params, Delivery):
+            return params
         mail = f"MAIL FROM:<{sender}>{params}\r\n".encode()
         rcpt = f"RCPT TO:<{recipient}>\r\n".encode()
         timeout = self.relay.timeout
         try:
-            if "pipelining" in self.extensions:
-                await pipe.write(mail + rcpt + b"DATA\r\n")
-                r_mail, r_rcpt, r_data = (await pipe.read(timeout), await pipe.read(timeout),
-                                          await pipe.read(timeout))
-            else:
-                await pipe.write(mail)
-                r_mail = r_rcpt = r_data = await pipe.read(timeout)
-                if r_mail[0] == 250:
-                    await pipe.write(rcpt)
-                    r_rcpt = r_data = await pipe.read(timeout)
-                    if r_rcpt[0] in (250, 251):
-                        await pipe.write(b"DATA\r\n")
-                        r_data = await pipe.read(timeout)
-            for step, (code, text) in (("MAIL", r_mail), ("RCPT", r_rcpt), ("DATA", r_data)):
-                ok = code == 354 if step == "DATA" else code in (250, 251)
-                if ok:
-                    continue
-                if code != 421:
-                    await pipe.write(b"RSET\r\n")
-                    await pipe.read(timeout)
-                if step == "MAIL" and code >= 500 and code not in (552, 554):
-                    self._drop()
-                    raise RelayError(f"{self.where} refuses the sender {sender}: {code} {text}. "
-                                     f"Use a From address the relay accepts for this account.",
-                                     host=self.relay.host, port=self.relay.port, code=code)
-                return self._reply(code, text)
+            replies = await self._envelope(pipe, mail, rcpt, timeout)
+            for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
+                if code not in _ACCEPTED[step]:
+                    return await self._refused(pipe, step, code, text, sender)
             # dot-stuffing (RFC 5321 4.5.2), skipped when no line starts with a dot
             body = _DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
             if not body.endswith(b"\r\n"):
@@ -319,6 +292,53 @@ class SMTPConnection:
         if code != 250:
             return self._reply(code, text)
         return Delivery("sent", code, f"{code} {text}")
+
+    def _params(self, sender: str, recipient: str, data: bytes,
+                smtputf8: bool) -> str | Delivery:
+        """The MAIL FROM parameters, or a failed Delivery for what cannot be sent at all."""
+        for addr in (sender, recipient):
+            if any(c in addr for c in "<>\r\n\x00") or " " in addr:
+                return Delivery("failed", None, f"refusing to send to or from {addr!r}")
+        params = ""
+        if smtputf8:
+            if "smtputf8" not in self.extensions:
+                return Delivery("failed", None, f"{recipient} needs SMTPUTF8, which {self.where} "
+                                "does not offer")
+            params = " SMTPUTF8"
+        if not data.isascii() and "8bitmime" in self.extensions:
+            params += " BODY=8BITMIME"
+        return params
+
+    async def _envelope(self, pipe: _Replies, mail: bytes, rcpt: bytes,
+                        timeout: float) -> list[tuple[int, str]]:
+        """MAIL, RCPT and DATA: in one write with PIPELINING (two round trips a message instead
+        of four), else one by one, stopping at the first refusal."""
+        if "pipelining" in self.extensions:
+            await pipe.write(mail + rcpt + b"DATA\r\n")
+            return [await pipe.read(timeout), await pipe.read(timeout), await pipe.read(timeout)]
+        await pipe.write(mail)
+        r_mail = r_rcpt = r_data = await pipe.read(timeout)
+        if r_mail[0] == 250:
+            await pipe.write(rcpt)
+            r_rcpt = r_data = await pipe.read(timeout)
+            if r_rcpt[0] in (250, 251):
+                await pipe.write(b"DATA\r\n")
+                r_data = await pipe.read(timeout)
+        return [r_mail, r_rcpt, r_data]
+
+    async def _refused(self, pipe: _Replies, step: str, code: int, text: str,
+                       sender: str) -> Delivery:
+        """A command of the envelope was refused: reset the transaction; a refused sender stops
+        the run (every message would be refused alike)."""
+        if code != 421:
+            await pipe.write(b"RSET\r\n")
+            await pipe.read(self.relay.timeout)
+        if step == "MAIL" and code >= 500 and code not in (552, 554):
+            self._drop()
+            raise RelayError(f"{self.where} refuses the sender {sender}: {code} {text}. "
+                             f"Use a sender (From or bounce address) the relay accepts for this "
+                             f"account.", host=self.relay.host, port=self.relay.port, code=code)
+        return self._reply(code, text)
 
     def _reply(self, code: int, message: str) -> Delivery:
         if code in (421, 221):
@@ -479,5 +499,4 @@ async def check_relay_async(relay: Relay) -> RelayCheck:
 
 def check_relay(relay: Relay) -> RelayCheck:
     """Connect, say EHLO, negotiate TLS, authenticate and quit, reporting each step; send nothing."""
-    from .runner import run_sync
     return run_sync(check_relay_async(relay))

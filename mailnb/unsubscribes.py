@@ -25,6 +25,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError, MailnbError
+from .mailbox import Session
+from .settings import config_dir
 
 SECRET_ENV = "MAILNB_UNSUBSCRIBE_SECRET"
 _TOKEN_RE = re.compile(r"\b([A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,})\b")
@@ -48,7 +50,6 @@ def load_secret(folder: str | Path | None = None) -> bytes:
     lost secret can no longer be checked."""
     if os.environ.get(SECRET_ENV):
         return os.environ[SECRET_ENV].encode()
-    from .settings import config_dir
     path = Path(folder or config_dir()) / "unsubscribe.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,6 @@ def process_unsubscribe_mailbox(mailbox: Any, journal: Any, *, secret: bytes | N
                                 policy: str = "global") -> pd.DataFrame:
     """Read unsubscribe requests sent to the ``mailto:`` address (token in the subject), record
     them, and mark each message processed after that."""
-    from .mailbox import Session
     key = secret or load_secret()
     rows = []
     with Session(mailbox) as session:

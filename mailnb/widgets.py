@@ -16,8 +16,12 @@ from typing import Any
 
 import ipywidgets as W
 
+from .dnscheck import check_sender
 from .errors import MailnbError
+from .mailbox import list_folders
+from .sender import send_test_message
 from .settings import PRESETS, SECURITY, Profile, Secret, preset
+from .transports import check_relay
 
 _OK = "<span style='color:#2a7'>✓</span>"
 
@@ -188,7 +192,6 @@ class RelayForm(_Form):
 
     def test_connection(self) -> Any:
         """Connect, TLS, login, quit (``check_relay``); shows each step. Returns the report."""
-        from .transports import check_relay
         try:
             report = check_relay(self.read().relay(self.password.secret))
         except MailnbError as err:
@@ -199,7 +202,6 @@ class RelayForm(_Form):
 
     def send_test(self) -> Any:
         """Send one test message to the address in "Test to"."""
-        from .sender import send_test_message
         prof = self.read()
         try:
             result = send_test_message(prof.relay(self.password.secret), self.test_to.value,
@@ -247,7 +249,6 @@ class PreferencesForm(_Form):
 
     def check_sender(self) -> Any:
         """SPF, DKIM and DMARC of the From domain (``dnscheck.check_sender``)."""
-        from .dnscheck import check_sender
         try:
             report = check_sender(self.read())
         except MailnbError as err:
@@ -285,7 +286,6 @@ class BounceForm(_Form):
 
     def list_folders(self) -> list[str]:
         """Fetch the mailbox's folders and offer them in the Folder field."""
-        from .mailbox import list_folders
         try:
             names = list_folders(self.read(), password=self.password.secret)
         except MailnbError as err:

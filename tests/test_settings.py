@@ -20,8 +20,8 @@ def test_save_and_load_round_trip(config_dir):
     loaded = Profile.load("work")
     assert loaded == p
     assert mailnb.list_profiles() == ["work"]
-    assert loaded.pacing_options() == {"concurrency": 1, "rate": "600/h", "daily_cap": 500,
-                                       "block": (50, "2min")}
+    assert mailnb.SendOptions.resolve(loaded, {}).make_pacing() == mailnb.Pacing.build(
+        concurrency=1, rate="600/h", daily_cap=500, block=(50, "2min"))
     assert "password" not in path.read_text().lower().replace("passwords are never", "")
 
 
