@@ -142,6 +142,12 @@ class Job:
                             create=not self.dry_run)
 
     # -- the steps -----------------------------------------------------------------------------
+    @property
+    def uses_sample(self) -> bool:
+        """No recipients given: the bundled sample participants (and their unsubscribes)."""
+        return self.recipients is None or (isinstance(self.recipients, str)
+                                           and not self.recipients.strip())
+
     @functools.cached_property
     def table(self) -> pd.DataFrame:
         """The recipients' table as read (and filtered by ``follow_up_filter``)."""
@@ -150,7 +156,7 @@ class Job:
         elif isinstance(self.recipients, pd.DataFrame):
             df = self.recipients
         else:
-            df = read_table(self.recipients or SAMPLE_RECIPIENTS)
+            df = read_table(SAMPLE_RECIPIENTS if self.uses_sample else self.recipients)
         return df.query(self.follow_up_filter) if self.follow_up_filter else df
 
     @functools.cached_property
@@ -160,8 +166,7 @@ class Job:
         may be an Audience built with options of its own (``check_deliverability``, ...)."""
         j = self.journal_obj
         unsub = [Unsubscribes(j.unsubscribes())]
-        unsub_file = self.unsubscribes or (SAMPLE_UNSUBSCRIBES if not self.recipients
-                                           else None)
+        unsub_file = self.unsubscribes or (SAMPLE_UNSUBSCRIBES if self.uses_sample else None)
         if unsub_file:
             unsub.append(Unsubscribes.from_csv(unsub_file))
         sup = [Suppressions(j.suppressions())]

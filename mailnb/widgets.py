@@ -296,6 +296,43 @@ class BounceForm(_Form):
         return names
 
 
+class TestSendForm(W.VBox):
+    """"Send me a test first": the first messages of a campaign, exactly as they will go out,
+    to your own address (``Job.send_test``, as ``mailnb send --test-to`` does)."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+        style = {"description_width": "150px"}
+        self.to = W.Text(description="Your address", placeholder="you@example.org", style=style,
+                         value=job.test_to or "")
+        self.rows = W.BoundedIntText(description="Messages", min=1, max=20,
+                                     value=job.test_rows or 1, style=style)
+        self.button = W.Button(description="Send test to me", icon="envelope",
+                               layout=W.Layout(width="auto"))
+        self.button.on_click(lambda _: self.send())
+        self.message = W.HTML()
+        super().__init__([W.HTML("<b>Send me a test first</b>"), self.to, self.rows,
+                          self.button, self.message])
+
+    def send(self) -> Any:
+        """Send the test; show what went where. Returns the result frame (None on an error)."""
+        try:
+            out = self.job.send_test(self.to.value, self.rows.value)
+        except MailnbError as err:
+            self.message.value = f"<div style='color:#c00'>failed: {html.escape(str(err))}</div>"
+            return None
+        ok = bool((out["status"] == "sent").all())
+        word = "ok" if ok else "failed"
+        self.message.value = (f"<div style='color:{'#2a7' if ok else '#c00'}'>{word}: "
+                              f"{len(out)} test message(s) to {html.escape(self.to.value)}; "
+                              f"nothing was journaled</div>" + out.to_html())
+        return out
+
+
+def test_send_form(job: Any) -> TestSendForm:
+    return TestSendForm(job)
+
+
 def relay_form(profile: Profile | str | None = None) -> RelayForm:
     return RelayForm(_profile(profile))
 

@@ -180,3 +180,17 @@ def test_cli_bounces(dovecot, tmp_path, config_dir):
     assert r.returncode == 0, r.stderr
     assert "1 bounce(s), 1 hard, 1 address(es) newly suppressed" in r.stdout
     assert dovecot.password not in r.stdout + r.stderr
+
+
+def test_the_package_carries_the_one_copy_of_each_notebook(tmp_path):
+    """mailnb/notebooks is a link to notebooks/: the wheel carries those very files."""
+    import zipfile
+    root = NOTEBOOKS.parent
+    assert (root / "mailnb" / "notebooks").resolve() == NOTEBOOKS.resolve()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w",
+                    str(tmp_path)], check=True, timeout=300, capture_output=True, cwd=tmp_path)
+    wheel = next(tmp_path.glob("mailnb-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        for name in ("campaign", "setup", "bounces"):
+            assert z.read(f"mailnb/notebooks/{name}.ipynb") == \
+                (NOTEBOOKS / f"{name}.ipynb").read_bytes()

@@ -84,3 +84,28 @@ def test_bounce_form_lists_folders_from_dovecot(dovecot, config_dir):
     form.list_button.click()
     assert "Bounces" in form.inputs["bounce_folder"].options
     assert "INBOX" in form.message.value
+
+
+def test_test_send_form_sends_the_campaigns_first_messages_to_me(smtp, tmp_path, config_dir):
+    import email
+    from email import policy
+
+    import mailnb
+    from conftest import people
+    df = people(3)
+    job = mailnb.Job(campaign="form", recipients=df, template=mailnb.Template(
+        "Hello {{ first_name }}", text="Slot {{ slot }}"), host="127.0.0.1", port=smtp.port,
+        security="none", from_addr="news@example.org", journal=str(tmp_path / "j.sqlite"),
+        new_journal=True)
+    form = widgets.test_send_form(job)
+    form.to.value = "me@example.org"
+    form.rows.value = 2
+    form.button.click()
+    assert "ok: 2 test message(s)" in form.message.value
+    got = [email.message_from_bytes(m.data, policy=policy.default) for m in smtp.recorder.messages]
+    assert [m["Subject"] for m in got] == ["[TEST] Hello Name0", "[TEST] Hello Name1"]
+    assert {tuple(m.rcpt_tos) for m in smtp.recorder.messages} == {("me@example.org",)}
+    assert mailnb.history("form", str(tmp_path / "j.sqlite")).empty
+    form.to.value = "not an address"
+    form.button.click()
+    assert "failed" in form.message.value
