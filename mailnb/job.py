@@ -22,7 +22,7 @@ from .journal import open_journal
 from .options import closest
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
 from .sender import Campaign, send, send_test
-from .settings import Pickup, Profile, Relay
+from .settings import PROFILE_KEYS_HELP, Pickup, Profile, Relay
 from .templates import Template
 
 
@@ -91,7 +91,7 @@ class Job:
     test_to: str | None = _s("send the first messages to this address only, marked [TEST]")
     test_rows: int | None = _s("how many messages the test sends (default 1)")
     results: str | None = _s("write the result table (every input row) to this CSV")
-    progress: Any = _s("auto, text, or False for none")
+    progress: Any = _s("auto, text, or none")
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -236,7 +236,8 @@ class Job:
                 "requeue_errors": s.requeue_errors, "resend_unknown": s.resend_unknown,
                 "backup": s.backup or None}
         if self.progress is not None:
-            opts["progress"] = self.progress
+            off = str(self.progress).strip().lower() in ("false", "no", "none", "0", "off", "")
+            opts["progress"] = False if off else self.progress
         return opts
 
     def send(self) -> pd.DataFrame:
@@ -275,4 +276,27 @@ class Job:
             self.journal_obj.close()
 
 
-__all__ = ["Job"]
+def settings_table() -> str:
+    """The README's table: every setting with its profile key, notebook parameter, CLI flag, API
+    and effect, generated from the code (a test holds the README to it)."""
+    from .options import SendOptions
+    from .sender import Campaign
+    job = {f.name: f for f in fields(Job)}
+    prof = {f.name for f in fields(Profile)}
+    places = [("send()", {f.name for f in fields(SendOptions)}),
+              ("Campaign", {f.name for f in fields(Campaign)}),
+              ("Relay", {f.name for f in fields(Relay)})]
+    rows = ["| setting | profile key | notebook parameter | CLI flag (`mailnb send`) | API | "
+            "effect |", "|---|---|---|---|---|---|"]
+    for name in [*job, *(n for n in PROFILE_KEYS_HELP if n not in job)]:
+        f = job.get(name)
+        flag = ("`--insecure`" if name == "verify" else
+                f"`{f.metadata.get('flag') or '--' + name.replace('_', '-')}`") if f else ""
+        api = ", ".join((["Job"] if f else []) + [p for p, names in places if name in names])
+        effect = f.metadata["help"] if f else PROFILE_KEYS_HELP[name]
+        rows.append(f"| `{name}` | {'yes' if name in prof else ''} | {'yes' if f else ''} | "
+                    f"{flag} | {api} | {effect} |")
+    return "\n".join(rows) + "\n"
+
+
+__all__ = ["Job", "settings_table"]

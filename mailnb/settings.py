@@ -600,6 +600,34 @@ class Profile:
         return f"<div><b>{h.escape(self.describe())}</b><table>{rows}</table></div>"
 
 
+#: what the profile keys that are no campaign setting do (the README's settings table)
+PROFILE_KEYS_HELP = {
+    "name": "the profile's name (file `profiles/<name>.toml`); `$MAILNB_PROFILE` picks the default",
+    "provider": "a preset (gmail, outlook, office365, ses, ...): host, port, security, daily cap",
+    "pop_before_smtp": "log in to the bounce mailbox over POP3 before sending (older relays)",
+    "timeout": "seconds to wait for the relay's answer before retrying",
+    "alt_from_addr": "the alternate From address (used with `alternate_from`)",
+    "alt_from_name": "the alternate From name",
+    "footer": "text appended to every message (text and HTML)",
+    "exclusion_policy": "`global`: an unsubscribe from any campaign excludes; `campaign`: only "
+                        "from that one",
+    "unsubscribe_mailto": "the `mailto:` of List-Unsubscribe (default: Reply-To or From)",
+    "unsubscribe_url": "an https URL with `{token}`: one-click List-Unsubscribe (RFC 8058)",
+    "dkim_selector": "the DKIM selector; with `dkim_key_file` every message is signed",
+    "dkim_domain": "the DKIM signing domain (default: the From domain)",
+    "dkim_key_file": "the DKIM private key (`mailnb dkim-key` makes one)",
+    "imap_host": "the bounce mailbox's server",
+    "imap_port": "its port (993 IMAPS, 995 POP3S)",
+    "imap_security": "tls or starttls",
+    "imap_username": "its login (the password from `MAILNB_IMAP_PASSWORD`)",
+    "imap_cafile": "a private CA for the mailbox",
+    "protocol": "the bounce mailbox's protocol: imap or pop3",
+    "bounce_folder": "the folder `mailnb bounces` reads",
+    "bounce_threshold": "soft bounces in 30 days before an address is suppressed",
+    "processed_folder": "move processed reports there (else flag them)",
+}
+
+
 def list_profiles(folder: str | Path | None = None) -> list[str]:
     d = Path(folder or config_dir()) / "profiles"
     return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []

@@ -20,7 +20,7 @@ from .dnscheck import check_sender
 from .errors import MailnbError
 from .mailbox import list_folders
 from .sender import send_test_message
-from .settings import PRESETS, SECURITY, Profile, Secret, preset
+from .settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, preset
 from .transports import check_relay
 
 _OK = "<span style='color:#2a7'>✓</span>"
@@ -165,6 +165,7 @@ class RelayForm(_Form):
         super().__init__(profile)
         self.provider.value = self.profile.provider if self.profile.provider in PRESETS else "custom"
         self.provider.observe(lambda _: self.use_preset(), names="value")
+        self.inputs["security"].observe(self._security_changed, names="value")
         self.children = (self.children[:1] + (self.provider, self.region, self.note)
                          + self.children[1:-2] + (self.password.widget, self.test_to)
                          + self.children[-2:])
@@ -175,6 +176,12 @@ class RelayForm(_Form):
         self.send_button = W.Button(description="Send test message", icon="envelope")
         self.send_button.on_click(lambda _: self.send_test())
         return [self.test_button, self.send_button, *super()._buttons()]
+
+    def _security_changed(self, change: dict[str, Any]) -> None:
+        """The port follows the security choice unless the user set one of their own."""
+        port = self.inputs["port"]
+        if port.value in (0, DEFAULT_PORTS.get(change["old"])):
+            port.value = DEFAULT_PORTS[change["new"]]
 
     def use_preset(self) -> None:
         with warnings.catch_warnings(record=True) as caught:

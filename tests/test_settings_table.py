@@ -113,6 +113,9 @@ def test_every_setting_has_a_row():
         assert re.search(rf"^def {name}\(", source, re.M), f"{setting}: no test {ref}"
     assert not all_settings() - readme_rows(), \
         f"settings missing from the README's table: {sorted(all_settings() - readme_rows())}"
+    from mailnb.job import settings_table
+    assert settings_table() in (ROOT / "README.md").read_text(), \
+        "the README's table is not the generated one: paste mailnb.job.settings_table()"
 
 
 def test_cli_flags_are_the_job_settings():

@@ -20,6 +20,13 @@ def test_relay_form_preset_and_live_checks(config_dir):
     form.inputs["port"].value = 587
     assert "✓" in form.checks["host"].value and "✓" in form.checks["port"].value
     assert "Save profile" in [b.description for b in form.buttons]
+    form.inputs["security"].value = "tls"                 # the port follows the security ...
+    assert form.inputs["port"].value == 465
+    form.inputs["port"].value = 2465
+    form.inputs["security"].value = "starttls"            # ... unless the user set their own
+    assert form.inputs["port"].value == 2465
+    form.inputs["port"].value = 465                       # a mismatch shows at once
+    assert "465 is for implicit TLS" in form.checks["port"].value
 
 
 def test_relay_form_against_a_real_server(smtp_factory, certs, config_dir):
