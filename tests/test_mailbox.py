@@ -142,6 +142,18 @@ def test_soft_bounces_reach_the_threshold_and_a_success_resets(journal):
     assert apply_threshold(journal, ["angry@example.com"], threshold=1) == set()
 
 
+def bounces_for(process, addresses, postfix, seconds=60):
+    """Process the mailbox until reports for every one of ``addresses`` came in (bounded)."""
+    import pandas as pd
+    deadline, found = time.time() + seconds, []
+    while time.time() < deadline:
+        found.append(process())
+        if addresses <= {r for f in found for r in f["recipient"].dropna()}:
+            return pd.concat(found)
+        time.sleep(0.5)
+    pytest.fail(f"no bounces in time; postfix log:\n{postfix.log()[-3000:]}")
+
+
 def test_end_to_end_through_postfix(dovecot, journal, tmp_path):
     """A campaign through a real Postfix: one unknown local user (dovecot-lda says no such user)
     and one remote address a loopback MX refuses with 550. Both bounce into Dovecot's Bounces
@@ -162,19 +174,8 @@ def test_end_to_end_through_postfix(dovecot, journal, tmp_path):
         assert (res["status"] == "sent").all()
         mb = box(dovecot, "Bounces")
         found = None
-        deadline = time.time() + 60
-        seen = []
-        while time.time() < deadline:
-            found = process_bounces(None, mailbox=mb, journal=journal)
-            seen.append(found)
-            bounced = {r for f in seen for r in f["recipient"].dropna()}
-            if {addresses[1], addresses[2]} <= bounced:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"no bounces in time; postfix log:\n{postfix.log()[-3000:]}")
-        import pandas as pd
-        allb = pd.concat(seen)
+        allb = bounces_for(lambda: process_bounces(None, mailbox=mb, journal=journal),
+                           {addresses[1], addresses[2]}, postfix)
         mine = allb[allb["recipient"].isin(addresses)]
         assert set(mine["campaign"]) == {c.name}              # matched by the quoted headers
         assert mine["hard"].all() and set(mine["reason"]) == {"userunknown"}, \
@@ -250,17 +251,7 @@ def test_separate_bounce_mailbox_through_postfix(dovecot, tmp_path, config_dir, 
         res = mailnb.Job(campaign=f"news-{tag}", new_journal=True, **common).send()
         assert (res["status"] == "sent").all()
         prof = mailnb.Profile.load("news")
-        deadline, found = time.time() + 60, []
-        while time.time() < deadline:
-            found.append(process_bounces(prof))
-            got = {r for f in found for r in f["recipient"].dropna()}
-            if set(addresses[:2]) <= got:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"no bounces in time; postfix log:\n{postfix.log()[-3000:]}")
-        import pandas as pd
-        mine = pd.concat(found)
+        mine = bounces_for(lambda: process_bounces(prof), set(addresses[:2]), postfix)
         mine = mine[mine["recipient"].isin(addresses)]
         assert set(mine["recipient"]) == set(addresses[:2])
         assert set(mine["campaign"]) == {f"news-{tag}"} and mine["hard"].all()
