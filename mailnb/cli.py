@@ -82,6 +82,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    """Sign in once with OAuth2 (the device code: open the URL, enter the code); later sends on
+    this machine sign in silently."""
+    from .oauth import login
+    from .settings import Profile
+    prof = Profile.load(args.profile)
+    changes = {k: v for k, v in (("oauth_client_id", args.oauth_client_id),
+                                 ("oauth_tenant", args.oauth_tenant),
+                                 ("oauth_authority", args.oauth_authority),
+                                 ("username", args.username)) if v}
+    prof = __import__("dataclasses").replace(prof, auth="oauth2", **changes)
+    oauth = prof.oauth()
+    login(oauth, show=lambda text: print(f"mailnb: {text}", flush=True))
+    print(f"mailnb: signed in as {oauth.username}; sends with profile {prof.name!r} now sign in "
+          "by themselves")
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from .journal import history
     from .settings import Profile
@@ -219,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("send", help="send a campaign (what campaign.ipynb does)")
     _send_args(s)
     s.set_defaults(func=cmd_send)
+
+    lg = sub.add_parser("login", help="sign in once with OAuth2 (Microsoft 365: device code)")
+    lg.add_argument("--profile", help="the profile to sign in for (default $MAILNB_PROFILE)")
+    lg.add_argument("--username", help="the mailbox (default: the profile's)")
+    lg.add_argument("--oauth-client-id", help="default: the profile's")
+    lg.add_argument("--oauth-tenant", help="default: the profile's")
+    lg.add_argument("--oauth-authority", help="replaces the provider's sign-in URL")
+    lg.set_defaults(func=cmd_login)
 
     h = sub.add_parser("history", help="who got what, when: the journal of a campaign")
     h.add_argument("campaign", nargs="?", help="the campaign (default: all)")

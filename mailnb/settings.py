@@ -14,12 +14,14 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .errors import ConfigError, SecretMissingError
 from .pacing import Window, parse_duration, parse_rate
 from .recipients import normalize
 
 SECURITY = ("none", "starttls", "tls")
+AUTH_METHODS = ("password", "oauth2")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 SMTP_PASSWORD_ENV = "MAILNB_SMTP_PASSWORD"
 KEYRING_SERVICE = "mailnb"
@@ -136,6 +138,8 @@ class Relay:
     verify: bool = True
     cafile: str | None = None
     pop_before_smtp: Any = field(default=None, compare=False)   # a mailbox.Mailbox to log in to
+    auth: str = "password"              # or "oauth2": sign in with a token (see ``oauth``)
+    oauth: Any = field(default=None, compare=False)   # an oauth.OAuth: who signs in, where
 
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
@@ -151,6 +155,10 @@ class Relay:
     @property
     def needs_auth(self) -> bool:
         return bool(self.username)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.auth == "oauth2"
 
     def validate(self) -> list[str]:
         """Check the settings without connecting. Raises ConfigError for what cannot work and
@@ -170,6 +178,13 @@ class Relay:
             raise ConfigError(f"CA file {self.cafile!r} does not exist; give the path of a PEM file")
         if self.helo and not valid_hostname(self.helo):
             raise ConfigError(f"HELO name {self.helo!r} is not a valid host name")
+        if self.auth not in AUTH_METHODS:
+            raise ConfigError(f"auth must be {' or '.join(AUTH_METHODS)}, not {self.auth!r}")
+        if self.uses_oauth:
+            if self.oauth is None:
+                raise ConfigError("auth='oauth2' needs who signs in: oauth_client_id (and the "
+                                  "username) in the profile, or --oauth-client-id")
+            self.oauth.validate()
         if (mismatch := port_mismatch(self.port, self.security)):
             raise ConfigError(f"relay {self.host}:{self.port}: {mismatch}")
         found = []
@@ -185,7 +200,7 @@ class Relay:
 
     def resolve_password(self) -> Secret | None:
         """The password to log in with, or None when the relay needs no login."""
-        if not self.username:
+        if not self.username or self.uses_oauth:
             return None
         return find_password(kind="smtp", username=self.username, host=self.host,
                              given=self.password, env=self.password_env)
@@ -195,7 +210,8 @@ class Relay:
 
     def describe(self) -> str:
         who = f"{self.username} at " if self.username else ""
-        return f"{who}{self.host}:{self.port} ({self.security})"
+        how = ", OAuth2" if self.uses_oauth else ""
+        return f"{who}{self.host}:{self.port} ({self.security}{how})"
 
 
 def port_mismatch(port: int | None, security: str) -> str | None:
@@ -297,6 +313,67 @@ class Mailbox:
         return f"{self.host}:{self.port}"
 
 
+# -- OAuth2 sign-in (the settings; mailnb.oauth signs in) ----------------------------------------
+REFRESH_TOKEN_ENV = "MAILNB_OAUTH_REFRESH_TOKEN"
+OAUTH_PROVIDERS = ("microsoft",)
+#: Microsoft's documented authority and the scope SMTP AUTH needs
+#: (https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth)
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
+MICROSOFT_SMTP_SCOPES = ["https://outlook.office.com/SMTP.Send"]
+
+
+def _check_url(url: str) -> None:
+    """An identity provider's URL must be https (http only on this machine, for tests)."""
+    parts = urlparse(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname:
+        try:
+            if ipaddress.ip_address(parts.hostname).is_loopback:
+                return
+        except ValueError:
+            pass
+    raise ConfigError(f"the OAuth URL {url!r} must be https:// (plain http only for 127.0.0.0/8)")
+
+
+@dataclass(frozen=True)
+class OAuth:
+    """Who signs in, and where: ``provider`` (``microsoft``), the app's ``client_id`` (the
+    application registered in the tenant, with the SMTP.Send permission), the ``username``
+    (the mailbox), the ``tenant`` (a tenant id or domain; default ``organizations``) and, for tests
+    and self-hosted identity providers, the ``authority`` URL that replaces Microsoft's."""
+
+    provider: str
+    client_id: str
+    username: str
+    tenant: str = "organizations"
+    authority: str | None = None
+
+    def validate(self) -> None:
+        if self.provider not in OAUTH_PROVIDERS:
+            raise ConfigError(f"OAuth provider {self.provider!r} is not supported; use "
+                              f"{' or '.join(OAUTH_PROVIDERS)}")
+        if not self.client_id:
+            raise ConfigError("OAuth2 needs the client id of the app registered for your "
+                              "organisation: oauth_client_id='...' (--oauth-client-id)")
+        if not self.username:
+            raise ConfigError("OAuth2 needs the mailbox to sign in as: username='you@org' "
+                              "(--username)")
+        if self.authority:
+            _check_url(self.authority)
+
+    @property
+    def authority_url(self) -> str:
+        return self.authority or MICROSOFT_AUTHORITY.format(tenant=self.tenant or "organizations")
+
+    @property
+    def cache_key(self) -> str:
+        return f"oauth:{self.provider}:{self.client_id}:{self.username}@{self.authority_url}"
+
+    def describe(self) -> str:
+        return f"OAuth2 ({self.provider}) as {self.username}"
+
+
 # -- profiles ---------------------------------------------------------------------------------------
 PROFILE_ENV = "MAILNB_PROFILE"
 CONFIG_DIR_ENV = "MAILNB_CONFIG_DIR"
@@ -313,6 +390,8 @@ class Preset:
     daily_cap: int | None
     note: str = ""
     username_hint: str = ""
+    auth: str = "password"
+    oauth_provider: str = ""
 
 
 PRESETS: dict[str, Preset] = {
@@ -324,8 +403,12 @@ PRESETS: dict[str, Preset] = {
     "outlook": Preset("Outlook.com / Hotmail", "smtp-mail.outlook.com", 587, "starttls", 300,
                       "Outlook.com accounts send at most 300 messages a day.", "you@outlook.com"),
     "office365": Preset("Office 365", "smtp.office365.com", 587, "starttls", 10000,
-                        "Office 365 allows 10,000 recipients a day; SMTP AUTH must be enabled for "
-                        "the mailbox.", "you@yourorg.example"),
+                        "Microsoft 365 signs in with OAuth2 (passwords are off by default from "
+                        "the end of December 2026): give the client id of your organisation's "
+                        "app registration (SMTP.Send permission), then 'Sign in with Microsoft'. "
+                        "It allows 10,000 recipients a day; SMTP AUTH must be enabled for the "
+                        "mailbox.", "you@yourorg.example", auth="oauth2",
+                        oauth_provider="microsoft"),
     "ses": Preset("Amazon SES", "email-smtp.{region}.amazonaws.com", 587, "starttls", 200,
                   "Amazon SES: the username and password are SMTP credentials from the SES console; "
                   "the sandbox allows 200 messages a day to verified addresses.", "AKIA..."),
@@ -379,6 +462,11 @@ class Profile:
     port: int = 0                      # 0: the security's port (587 starttls, 465 tls, 25 none)
     security: str = "starttls"
     requires_auth: bool = True
+    auth: str = "password"             # or oauth2: sign in with Microsoft (device code, refresh)
+    oauth_provider: str = "microsoft"
+    oauth_client_id: str = ""          # the app registered in the tenant (SMTP.Send permission)
+    oauth_tenant: str = ""             # the tenant id or domain (default: organizations)
+    oauth_authority: str = ""          # replaces the provider's sign-in URL (tests, own servers)
     pop_before_smtp: bool = False      # log in to the bounce mailbox over POP3 before sending
     username: str = ""
     helo: str = ""
@@ -449,10 +537,17 @@ class Profile:
                           if os.environ.get(_env_name(IMAP_PASSWORD_ENV, self.name))
                           else IMAP_PASSWORD_ENV)
         return Relay(self.host, self.port or None, self.security, pop_before_smtp=pop,
+                     auth=self.auth, oauth=self.oauth() if self.auth == "oauth2" else None,
                      username=self.username if self.requires_auth and self.username else None,
                      password=password, password_env=env if os.environ.get(env) else
                      SMTP_PASSWORD_ENV, helo=self.helo or None, timeout=self.timeout,
                      verify=self.verify, cafile=self.cafile or None)
+
+    def oauth(self) -> OAuth:
+        """Who signs in with OAuth2, and where (``auth = "oauth2"``)."""
+        return OAuth(self.oauth_provider, self.oauth_client_id, self.username,
+                     tenant=self.oauth_tenant or "organizations",
+                     authority=self.oauth_authority or None)
 
     def sender(self, alternate: bool = False) -> tuple[str, str | None]:
         """(From address, From name); the alternate From falls back to the main one."""
@@ -487,6 +582,19 @@ class Profile:
         if self.requires_auth and self.host and not self.username:
             out["username"] = ("required when 'requires login' is ticked (untick it for a relay "
                                "that needs no login)")
+        if self.auth not in AUTH_METHODS:
+            out["auth"] = f"one of {', '.join(AUTH_METHODS)}"
+        elif self.auth == "oauth2":
+            if not self.oauth_client_id:
+                out["oauth_client_id"] = ("the client id of the app registered for your "
+                                          "organisation (needed for OAuth2)")
+            if self.oauth_provider not in OAUTH_PROVIDERS:
+                out["oauth_provider"] = f"one of {', '.join(OAUTH_PROVIDERS)}"
+            if self.oauth_authority:
+                try:
+                    _check_url(self.oauth_authority)
+                except ConfigError as err:
+                    out["oauth_authority"] = str(err)
         return out
 
     def _message_problems(self) -> dict[str, str]:

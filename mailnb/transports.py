@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
+from .oauth import access_token, sasl_oauthbearer
 from .runner import run_sync
 from .settings import Pickup, Relay, Secret, client_ssl_context
 
@@ -57,6 +58,38 @@ def _is_tls_error(err: BaseException) -> bool:
 def _scrub(text: str, secret: Secret | None) -> str:
     return secret.scrub(text) if secret is not None else text
 
+
+
+#: what providers' documented refusals of a login mean, and what to do: (code, words in the reply,
+#: advice). Checked in order; the first match wins. Sources:
+#: Microsoft: https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission
+#: Google: https://support.google.com/a/answer/3726730 (SMTP error reference)
+AUTH_REFUSALS: tuple[tuple[int | None, str, str], ...] = (
+    (None, "5.7.30", "Microsoft 365 no longer accepts a password here (Basic authentication is off "
+     "for SMTP AUTH): sign in with OAuth2 instead: auth='oauth2' and oauth_client_id='<your app "
+     "registration>' (--auth oauth2 --oauth-client-id ...), then `mailnb login`."),
+    (None, "5.7.139", "SMTP AUTH is disabled for this mailbox or the whole tenant: an administrator "
+     "enables it with `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled "
+     "$false` (or in the Microsoft 365 admin center: Users > Active users > Mail > Manage email "
+     "apps > Authenticated SMTP)."),
+    (None, "5.7.3", "Microsoft 365 did not accept the sign-in: check the username; with OAuth2 the "
+     "app registration needs the SMTP.Send permission (admin consent), and the mailbox's "
+     "SMTP AUTH must be enabled."),
+    (534, "5.7.9", "Gmail wants an app password (Google account > Security > App passwords) or "
+     "OAuth2: the account has 2-step verification."),
+    (None, "5.7.8", "Gmail did not accept the username and password: check them; with 2-step "
+     "verification use an app password."),
+)
+
+
+def auth_advice(code: int | None, reply: str, relay: Relay) -> str:
+    for want_code, words, advice in AUTH_REFUSALS:
+        if (want_code is None or want_code == code) and words in reply:
+            return advice
+    if relay.uses_oauth:
+        return ("The token was refused: the app registration may lack the SMTP.Send "
+                "permission, or the sign-in was revoked (run `mailnb login` again).")
+    return "Check the username and the password (for Gmail and Outlook: an app password)."
 
 
 class _Replies(asyncio.Protocol):
@@ -151,13 +184,14 @@ class SMTPConnection:
         self.smtp: _Replies | None = None
         self.extensions: set[str] = set()
         self.steps: list[tuple[str, bool, str]] = []
+        self.secrets: list[Secret] = []        # access tokens: scrubbed from every message
 
     @property
     def where(self) -> str:
         return f"{self.relay.host}:{self.relay.port}"
 
     def _step(self, name: str, ok: bool, detail: str) -> None:
-        self.steps.append((name, ok, _scrub(detail, self.password)))
+        self.steps.append((name, ok, self._scrubbed(detail)))
 
     async def open(self) -> None:
         """Connect, EHLO, STARTTLS, EHLO, AUTH. Raises RelayError (AuthenticationError, TLSError)
@@ -168,65 +202,112 @@ class SMTPConnection:
             hostname=r.host, port=r.port, use_tls=r.security == "tls", start_tls=False,
             tls_context=tls_context(r) if r.security != "none" else None,
             local_hostname=r.helo, timeout=r.timeout)
-        where = self.where
         try:
-            greeting = await smtp.connect()
-            self._step("connect", True, f"{where}: {greeting.code} {greeting.message}"
-                       + (" (TLS)" if r.security == "tls" else ""))
-            ehlo = await smtp.ehlo()
-            self._step("EHLO", True, f"{ehlo.code}: {', '.join(sorted(smtp.esmtp_extensions))}")
-            if r.security == "starttls":
-                if not smtp.supports_extension("starttls"):
-                    raise TLSError(f"{where} does not offer STARTTLS; use security='tls' (port "
-                                   "465) or, for a relay on this machine only, security='none'",
-                                   host=r.host, port=r.port)
-                await smtp.starttls()
-                await smtp.ehlo()
-                self._step("STARTTLS", True, "TLS negotiated, certificate verified"
-                           if r.verify else "TLS negotiated, certificate NOT verified")
-            if r.username:
-                if self.password is None:
-                    raise AuthenticationError(f"{where}: a username is set but no password",
-                                              host=r.host, port=r.port)
-                if not smtp.supports_extension("auth"):
-                    raise AuthenticationError(
-                        f"{where} does not offer AUTH on this connection; the relay may require "
-                        f"STARTTLS first (security='starttls') or need no login (username=None)",
-                        host=r.host, port=r.port)
-                await smtp.login(r.username, self.password.reveal())
-                self._step("AUTH", True, f"logged in as {r.username}")
+            await self._handshake(smtp)
+            if r.uses_oauth:
+                await self._login_oauth(smtp)
+            elif r.username:
+                await self._login_password(smtp)
         except MailnbError as err:
             self._step("error", False, str(err))
             smtp.close()
             raise
-        except aiosmtplib.SMTPAuthenticationError as err:
-            smtp.close()
-            msg = (f"{where} refused the login of {r.username}: {err.code} "
-                   f"{_scrub(err.message, self.password)}. Check the username and the password "
-                   f"(for Gmail and Outlook: an app password).")
-            self._step("AUTH", False, msg)
-            raise AuthenticationError(msg, host=r.host, port=r.port, code=err.code) from None
-        except aiosmtplib.SMTPResponseException as err:
-            smtp.close()
-            msg = f"{where} answered {err.code} {_scrub(err.message, self.password)}"
-            self._step("connect", False, msg)
-            raise RelayError(msg, host=r.host, port=r.port, code=err.code) from None
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
             smtp.close()
-            text = _scrub(str(err), self.password)
-            if _is_tls_error(err):
-                msg = (f"TLS with {where} failed: {text}. If the relay uses a private CA, pass "
-                       f"cafile='ca.pem'; check that security={r.security!r} fits port {r.port}.")
-                self._step("TLS", False, msg)
-                raise TLSError(msg, host=r.host, port=r.port) from None
-            msg = f"cannot talk to {where}: {text}"
-            self._step("connect", False, msg)
-            raise RelayError(msg, host=r.host, port=r.port) from None
+            raise self._failure(err) from None
         self.extensions = {k.lower() for k in smtp.esmtp_extensions}
         transport = smtp.transport
         smtp.transport = None          # the session is ours from here: aiosmtplib lets go of it
         smtp.protocol = None
         self.smtp = _Replies(transport)   # type: ignore[assignment]
+
+    async def _handshake(self, smtp: aiosmtplib.SMTP) -> None:
+        r, where = self.relay, self.where
+        greeting = await smtp.connect()
+        self._step("connect", True, f"{where}: {greeting.code} {greeting.message}"
+                   + (" (TLS)" if r.security == "tls" else ""))
+        ehlo = await smtp.ehlo()
+        self._step("EHLO", True, f"{ehlo.code}: {', '.join(sorted(smtp.esmtp_extensions))}")
+        if r.security == "starttls":
+            if not smtp.supports_extension("starttls"):
+                raise TLSError(f"{where} does not offer STARTTLS; use security='tls' (port "
+                               "465) or, for a relay on this machine only, security='none'",
+                               host=r.host, port=r.port)
+            await smtp.starttls()
+            await smtp.ehlo()
+            self._step("STARTTLS", True, "TLS negotiated, certificate verified"
+                       if r.verify else "TLS negotiated, certificate NOT verified")
+        if (r.username or r.uses_oauth) and not smtp.supports_extension("auth"):
+            raise AuthenticationError(
+                f"{where} does not offer AUTH on this connection; the relay may require "
+                f"STARTTLS first (security='starttls') or need no login (username=None)",
+                host=r.host, port=r.port)
+
+    async def _login_password(self, smtp: aiosmtplib.SMTP) -> None:
+        r = self.relay
+        if self.password is None:
+            raise AuthenticationError(f"{self.where}: a username is set but no password",
+                                      host=r.host, port=r.port)
+        await smtp.login(r.username, self.password.reveal())
+        self._step("AUTH", True, f"logged in as {r.username}")
+
+    async def _login_oauth(self, smtp: aiosmtplib.SMTP) -> None:
+        """OAUTHBEARER (RFC 7628) when offered, else XOAUTH2, with a token from the identity
+        provider; a token the server refuses is refreshed once (it may have been revoked)."""
+        r = self.relay
+        methods = {m.lower() for m in smtp.server_auth_methods}
+        mechanism = "OAUTHBEARER" if "oauthbearer" in methods else "XOAUTH2"
+        for attempt in (1, 2):
+            token = await asyncio.to_thread(access_token, r.oauth, attempt == 2)
+            self.secrets.append(token)
+            try:
+                if mechanism == "OAUTHBEARER":
+                    await self._oauthbearer(smtp, token)
+                else:
+                    await smtp.auth_xoauth2(r.username, token.reveal())
+                break
+            except aiosmtplib.SMTPAuthenticationError:
+                if attempt == 2:
+                    raise
+        self._step("AUTH", True, f"signed in as {r.username} ({mechanism}, OAuth2)")
+
+    async def _oauthbearer(self, smtp: aiosmtplib.SMTP, token: Secret) -> None:
+        r = self.relay
+        reply = await smtp.execute_command(
+            b"AUTH", b"OAUTHBEARER",
+            sasl_oauthbearer(r.username or "", token.reveal(), r.host, r.port or 0).encode())
+        if reply.code == 334:             # an error challenge: end the exchange (RFC 7628 3.2.3)
+            reply = await smtp.execute_command(b"AQ==")
+        if reply.code != 235:
+            raise aiosmtplib.SMTPAuthenticationError(reply.code, reply.message)
+
+    def _failure(self, err: BaseException) -> RelayError:
+        """The error to raise for a failure of connect, TLS or login, with what to do."""
+        r, where = self.relay, self.where
+        if isinstance(err, aiosmtplib.SMTPAuthenticationError):
+            said = self._scrubbed(err.message)
+            msg = (f"{where} refused the login of {r.username}: {err.code} {said}. "
+                   f"{auth_advice(err.code, said, r)}")
+            self._step("AUTH", False, msg)
+            return AuthenticationError(msg, host=r.host, port=r.port, code=err.code)
+        if isinstance(err, aiosmtplib.SMTPResponseException):
+            msg = f"{where} answered {err.code} {self._scrubbed(err.message)}"
+            self._step("connect", False, msg)
+            return RelayError(msg, host=r.host, port=r.port, code=err.code)
+        text = self._scrubbed(str(err))
+        if _is_tls_error(err):
+            msg = (f"TLS with {where} failed: {text}. If the relay uses a private CA, pass "
+                   f"cafile='ca.pem'; check that security={r.security!r} fits port {r.port}.")
+            self._step("TLS", False, msg)
+            return TLSError(msg, host=r.host, port=r.port)
+        msg = f"cannot talk to {where}: {text}"
+        self._step("connect", False, msg)
+        return RelayError(msg, host=r.host, port=r.port)
+
+    def _scrubbed(self, text: str) -> str:
+        for secret in (self.password, *self.secrets):
+            text = _scrub(text, secret)
+        return text
 
     @property
     def is_open(self) -> bool:

@@ -9,6 +9,7 @@ and the field is cleared, so the value is not kept in the widget's state or the 
 from __future__ import annotations
 
 import html
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +20,7 @@ import ipywidgets as W
 from .dnscheck import check_sender
 from .errors import MailnbError
 from .mailbox import list_folders
+from .oauth import login
 from .sender import send_test_message
 from .settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, preset
 from .transports import check_relay
@@ -35,7 +37,9 @@ def apply_preset(profile: Profile, provider: str, region: str = "us-east-1") -> 
     changes: dict[str, Any] = {"provider": provider}
     if provider != "custom":
         changes.update(host=p.host, port=p.port, security=p.security,
-                       daily_cap=p.daily_cap or 0, requires_auth=True)
+                       daily_cap=p.daily_cap or 0, requires_auth=True, auth=p.auth)
+        if p.oauth_provider:
+            changes["oauth_provider"] = p.oauth_provider
     return replace(profile, **changes)
 
 
@@ -147,6 +151,10 @@ class RelayForm(_Form):
         ("security", "Security", lambda: W.Dropdown(options=list(SECURITY))),
         ("requires_auth", "Requires login", lambda: W.Checkbox(indent=False)),
         ("username", "Username", _text),
+        ("auth", "Sign-in", lambda: W.Dropdown(options=[("password", "password"),
+                                                        ("OAuth2 (Microsoft 365)", "oauth2")])),
+        ("oauth_client_id", "OAuth client id", _text),
+        ("oauth_tenant", "OAuth tenant", _text),
         ("helo", "HELO name", _text),
         ("cafile", "CA file", _text),
         ("verify", "Verify certificate", lambda: W.Checkbox(indent=False)),
@@ -171,11 +179,39 @@ class RelayForm(_Form):
                          + self.children[-2:])
 
     def _buttons(self) -> list[W.Widget]:
+        self.signin_button = W.Button(description="Sign in with Microsoft", icon="sign-in",
+                                      layout=W.Layout(width="auto"))
+        self.signin_button.on_click(lambda _: self.sign_in())
+        self.signin_thread: threading.Thread | None = None
         self.test_button = W.Button(description="Test connection", icon="plug")
         self.test_button.on_click(lambda _: self.test_connection())
         self.send_button = W.Button(description="Send test message", icon="envelope")
         self.send_button.on_click(lambda _: self.send_test())
-        return [self.test_button, self.send_button, *super()._buttons()]
+        return [self.signin_button, self.test_button, self.send_button, *super()._buttons()]
+
+    def sign_in(self) -> threading.Thread | None:
+        """OAuth2 device code (``mailnb.oauth.login``): the form shows the URL and the code, and
+        says when the sign-in is done. It runs in a thread, so the notebook stays usable."""
+        prof = replace(self.read(), auth="oauth2")
+        try:
+            oauth = prof.oauth()
+            oauth.validate()
+        except MailnbError as err:
+            self.say(str(err), ok=False)
+            return None
+
+        def run() -> None:
+            try:
+                login(oauth, show=lambda text: self.say(text))
+            except MailnbError as err:
+                self.say(f"sign-in failed: {err}", ok=False)
+                return
+            self.inputs["auth"].value = "oauth2"
+            self.say(f"ok: signed in as {oauth.username}; sends sign in by themselves now")
+
+        self.signin_thread = threading.Thread(target=run, name="mailnb-sign-in", daemon=True)
+        self.signin_thread.start()
+        return self.signin_thread
 
     def _security_changed(self, change: dict[str, Any]) -> None:
         """The port follows the security choice unless the user set one of their own."""

@@ -64,6 +64,11 @@ EFFECTS = {
     "cafile": "test_sender.py::test_tls_and_auth_deliver_byte_identical",
     "pickup": "test_pipeline.py::test_blocklist_key_column_and_pickup_from_the_profile",
     "pop_before_smtp": "test_mailbox.py::test_pop_before_smtp",
+    "auth": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
+    "oauth_provider": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
+    "oauth_client_id": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
+    "oauth_tenant": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
+    "oauth_authority": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
     # pacing
     "rate": "test_sender.py::test_pacing_follows_schedule",
     "daily_cap": "test_pipeline.py::test_daily_cap_says_when_it_allows_more_and_wait_keeps_going",

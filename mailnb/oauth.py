@@ -1,0 +1,189 @@
+"""OAuth2 sign-in for SMTP: Microsoft 365 (Exchange Online) through Microsoft's own library, msal.
+
+Exchange Online turns Basic authentication (a password) for SMTP AUTH off by default at the end of
+December 2026; after that only OAuth2 signs in. The first sign-in is the device-code flow (RFC 8628):
+the cell or terminal shows a URL and a code, the user signs in there in any browser, and msal keeps a
+refresh token, so later runs sign in silently. A cron job with no cache gives a refresh token in
+``$MAILNB_OAUTH_REFRESH_TOKEN`` instead.
+
+The token cache lives in the system keyring, or, where the machine has no keyring backend, in a
+file of the config folder (mode 0600, folder 0700). Access and refresh tokens are :class:`Secret`s:
+never in a repr, an error message, a notebook, the journal or a log.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .errors import AuthenticationError
+from .settings import (KEYRING_SERVICE, MICROSOFT_SMTP_SCOPES, REFRESH_TOKEN_ENV, OAuth, Secret,
+                       config_dir)
+
+# -- the token cache --------------------------------------------------------------------------------
+class TokenStore:
+    """Where the serialised token cache is kept: the keyring, else a 0600 file."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.path = config_dir() / "oauth" / f"{digest}.json"
+
+    @staticmethod
+    def _keyring() -> Any:
+        try:
+            import keyring
+            from keyring.backends import fail
+            backend = keyring.get_keyring()
+        except Exception:
+            return None
+        if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 1) <= 0:
+            return None
+        return keyring
+
+    def load(self) -> str | None:
+        ring = self._keyring()
+        if ring is not None:
+            try:
+                return ring.get_password(KEYRING_SERVICE, self.key)
+            except Exception:
+                pass
+        return self.path.read_text(encoding="utf-8") if self.path.is_file() else None
+
+    def save(self, data: str) -> None:
+        ring = self._keyring()
+        if ring is not None:
+            try:
+                ring.set_password(KEYRING_SERVICE, self.key, data)
+                return
+            except Exception:
+                pass
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        ring = self._keyring()
+        if ring is not None:
+            try:
+                ring.delete_password(KEYRING_SERVICE, self.key)
+            except Exception:
+                pass
+        self.path.unlink(missing_ok=True)
+
+
+# -- Microsoft: msal ---------------------------------------------------------------------------------
+_LOCK = threading.RLock()
+
+
+class MicrosoftSignIn:
+    """msal's PublicClientApplication for one OAuth setting, with the persisted cache."""
+
+    def __init__(self, oauth: OAuth) -> None:
+        import msal          # loaded only by those who sign in with OAuth2 (it is slow to import)
+        import requests
+        oauth.validate()
+        self.oauth = oauth
+        self.store = TokenStore(oauth.cache_key)
+        self.cache = msal.SerializableTokenCache()
+        saved = self.store.load()
+        if saved:
+            self.cache.deserialize(saved)
+        session = requests.Session()          # honours REQUESTS_CA_BUNDLE for a private CA
+        self.app = msal.PublicClientApplication(
+            oauth.client_id, authority=oauth.authority_url, token_cache=self.cache,
+            http_client=session, instance_discovery=oauth.authority is None)
+        self.scopes = MICROSOFT_SMTP_SCOPES
+
+    def _save(self) -> None:
+        if self.cache.has_state_changed:
+            self.store.save(self.cache.serialize())
+
+    def _result(self, result: dict[str, Any] | None, how: str) -> Secret:
+        if not result or "access_token" not in result:
+            error = (result or {}).get("error") or "no token"
+            said = (result or {}).get("error_description", "").splitlines()
+            raise AuthenticationError(
+                f"signing in {self.oauth.username} with Microsoft failed ({how}: {error}"
+                f"{': ' + said[0] if said else ''}). The sign-in may have expired or been "
+                "revoked: sign in again with `mailnb login --profile NAME` "
+                "(mailnb.oauth.login(...) in Python), or give a new refresh token in "
+                f"${REFRESH_TOKEN_ENV}")
+        self._save()
+        return Secret(result["access_token"])
+
+    def token(self, force_refresh: bool = False) -> Secret:
+        """An access token: from the cache, refreshed silently, or from the refresh token in
+        ``$MAILNB_OAUTH_REFRESH_TOKEN``."""
+        accounts = self.app.get_accounts(username=self.oauth.username) or self.app.get_accounts()
+        if accounts:
+            result = self.app.acquire_token_silent_with_error(
+                self.scopes, account=accounts[0], force_refresh=force_refresh)
+            if result and "access_token" in result:
+                return self._result(result, "silent refresh")
+            if os.environ.get(REFRESH_TOKEN_ENV) is None:
+                return self._result(result, "silent refresh")
+        refresh = os.environ.get(REFRESH_TOKEN_ENV)
+        if refresh:
+            return self._result(self.app.acquire_token_by_refresh_token(refresh, self.scopes),
+                                f"the refresh token in ${REFRESH_TOKEN_ENV}")
+        raise AuthenticationError(
+            f"{self.oauth.username} has not signed in with Microsoft on this machine: run "
+            "`mailnb login --profile NAME` (mailnb.oauth.login(...) in Python) once, or give a "
+            f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")
+
+    def login(self, show: Callable[[str], None]) -> None:
+        """The device-code flow: ``show`` gets the URL and the code to enter there; this waits
+        until the user has signed in (or the code expires)."""
+        flow = self.app.initiate_device_flow(scopes=self.scopes)
+        if "user_code" not in flow:
+            raise AuthenticationError(f"Microsoft did not start a sign-in: "
+                                      f"{flow.get('error')}: {flow.get('error_description', '')}")
+        show(flow["message"])
+        self._result(self.app.acquire_token_by_device_flow(flow), "device code sign-in")
+
+
+_SIGN_INS: dict[str, MicrosoftSignIn] = {}
+
+
+def sign_in(oauth: OAuth) -> MicrosoftSignIn:
+    """One sign-in object per OAuth setting in this process (msal keeps its cache in memory)."""
+    with _LOCK:
+        if oauth.cache_key not in _SIGN_INS:
+            _SIGN_INS[oauth.cache_key] = MicrosoftSignIn(oauth)
+        return _SIGN_INS[oauth.cache_key]
+
+
+def access_token(oauth: OAuth, force_refresh: bool = False) -> Secret:
+    with _LOCK:
+        return sign_in(oauth).token(force_refresh)
+
+
+def login(oauth: OAuth, show: Callable[[str], None] = print) -> None:
+    """Sign in once (device code): ``show`` prints the URL and the code; later runs on this machine
+    sign in silently."""
+    sign_in(oauth).login(show)
+
+
+def logout(oauth: OAuth) -> None:
+    """Forget the cached tokens of this sign-in."""
+    with _LOCK:
+        _SIGN_INS.pop(oauth.cache_key, None)
+    TokenStore(oauth.cache_key).clear()
+
+
+def sasl_oauthbearer(username: str, token: str, host: str, port: int) -> str:
+    """The OAUTHBEARER initial client response (RFC 7628 3.1), base64-encoded."""
+    gs2 = f"n,a={username.replace('=', '=3D').replace(',', '=2C')},"
+    raw = f"{gs2}\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+    return base64.b64encode(raw.encode()).decode()
+
+
+__all__ = ["OAuth", "access_token", "login", "logout", "REFRESH_TOKEN_ENV"]
