@@ -134,6 +134,8 @@ def _send_args(s: argparse.ArgumentParser) -> None:
         else:
             kw["type"] = kinds.get(str(f.type), str)
         s.add_argument(flag, **kw)
+    s.add_argument("--direct", dest="transport", action="store_const", const="direct",
+                   help="deliver to each domain's MX yourself (same as --transport direct)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

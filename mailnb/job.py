@@ -69,6 +69,9 @@ class Job:
     oauth_client_id: str | None = _s("the client id of your organisation's app registration")
     oauth_tenant: str | None = _s("the tenant id or domain (default: organizations)")
     oauth_authority: str | None = _s("replaces the provider's sign-in URL (own servers, tests)")
+    transport: str | None = _s("smtp (the relay), graph (Microsoft Graph) or direct (each "
+                               "domain's MX)")
+    graph_url: str | None = _s("replaces Microsoft Graph's URL (national clouds, tests)")
     helo: str | None = _s("the name to say in EHLO")
     cafile: str | None = _s("a PEM file of the CA that signed the relay's certificate")
     verify: bool | None = _s("verify the relay's TLS certificate (default yes)")
@@ -130,7 +133,7 @@ class Job:
         prof = self.profile
         if isinstance(prof, Profile):
             base = prof
-        elif prof or not (self.host or self.pickup):
+        elif prof or not (self.host or self.pickup or self.transport in ("graph", "direct")):
             base = Profile.load(prof or None)
         else:
             base = Profile(name="command-line", requires_auth=bool(self.username))
@@ -212,9 +215,9 @@ class Job:
         return Campaign.from_profile(self.settings, self.campaign, self.audience,
                                      self.template_obj, follow_up=self.follow_up or None)
 
-    def relay(self) -> Relay | Pickup:
-        s = self.settings
-        return Pickup(s.pickup) if s.pickup else s.relay()
+    def relay(self) -> Any:
+        """Where the mail goes: the SMTP relay, Microsoft Graph, each domain's MX or a folder."""
+        return self.settings.transport_target()
 
     def preview(self, n: int = 3) -> Any:
         return self.template_obj.preview(self.audience, n=n)

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AuthenticationError
-from .settings import (KEYRING_SERVICE, MICROSOFT_SMTP_SCOPES, REFRESH_TOKEN_ENV, OAuth, Secret,
-                       config_dir)
+from .settings import KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret, config_dir
 
 # -- the token cache --------------------------------------------------------------------------------
 class TokenStore:
@@ -100,7 +99,7 @@ class MicrosoftSignIn:
         self.app = msal.PublicClientApplication(
             oauth.client_id, authority=oauth.authority_url, token_cache=self.cache,
             http_client=session, instance_discovery=oauth.authority is None)
-        self.scopes = MICROSOFT_SMTP_SCOPES
+        self.scopes = list(oauth.scopes)
 
     def _save(self) -> None:
         if self.cache.has_state_changed:
@@ -155,10 +154,11 @@ _SIGN_INS: dict[str, MicrosoftSignIn] = {}
 
 def sign_in(oauth: OAuth) -> MicrosoftSignIn:
     """One sign-in object per OAuth setting in this process (msal keeps its cache in memory)."""
+    key = f"{oauth.cache_key} {' '.join(oauth.scopes)}"
     with _LOCK:
-        if oauth.cache_key not in _SIGN_INS:
-            _SIGN_INS[oauth.cache_key] = MicrosoftSignIn(oauth)
-        return _SIGN_INS[oauth.cache_key]
+        if key not in _SIGN_INS:
+            _SIGN_INS[key] = MicrosoftSignIn(oauth)
+        return _SIGN_INS[key]
 
 
 def access_token(oauth: OAuth, force_refresh: bool = False) -> Secret:
@@ -175,7 +175,8 @@ def login(oauth: OAuth, show: Callable[[str], None] = print) -> None:
 def logout(oauth: OAuth) -> None:
     """Forget the cached tokens of this sign-in."""
     with _LOCK:
-        _SIGN_INS.pop(oauth.cache_key, None)
+        for key in [k for k in _SIGN_INS if k.startswith(oauth.cache_key + " ")]:
+            _SIGN_INS.pop(key)
     TokenStore(oauth.cache_key).clear()
 
 

@@ -245,6 +245,11 @@ class Pacer:
         """After a 421 (the relay is overloaded): send at most half as fast from now on."""
         self.interval = max(self.interval * factor, floor)
 
+    def hold(self, seconds: float) -> None:
+        """No slot before ``seconds`` from now (a server's Retry-After)."""
+        until = self.clock() + seconds
+        self.next_slot = until if self.next_slot is None else max(self.next_slot, until)
+
     def reserve(self) -> float:
         """Take the next slot and return its time (no waiting)."""
         now = self.clock()

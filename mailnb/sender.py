@@ -36,10 +36,11 @@ from .plan import Item, Plan, make_plan
 from .progress import Progress, Stats
 from .recipients import Audience, normalize
 from .runner import run_sync
-from .settings import Pickup, Profile, Relay
+from .settings import Direct, Graph, Pickup, Profile, Relay
 from .signing import DKIMKey
 from .templates import CONTROL, DEFAULT_MAX_SIZE, Template, check_rendered
 from .transports import Backup, Delivery, open_connection
+from .graph import GraphConnection
 from .unsubscribes import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
@@ -395,12 +396,15 @@ class _Run:
         # a temporary failure
         if result.slow_down:
             self.pacer.slow_down()
+        if result.retry_after:
+            self.pacer.hold(result.retry_after)     # nobody sends before the server said
         if result.code is None and result.reply.startswith("cannot talk"):
             self.connect_failures += 1
         if item.attempts <= self.retries:
             if item.attempts == 1:
                 s.retrying += 1
-            delay = min(self.backoff * 2 ** (item.attempts - 1), self.max_backoff)
+            delay = max(min(self.backoff * 2 ** (item.attempts - 1), self.max_backoff),
+                        result.retry_after or 0.0)
             heapq.heappush(self.retry_heap, (time.monotonic() + delay, next(self.seq), item))
         else:
             s.deferred += 1
@@ -581,7 +585,7 @@ async def _run(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan
     run = _Run(campaign, relay, j, run_id, pacing, opts, stats=stats, stop=stop,
                backup=Backup(opts.backup) if opts.backup else None,
                cap=_Budget(plan.cap_left), password=password)
-    conns = [open_connection(relay, password) for _ in range(pacing.concurrency)]
+    conns = [connect(relay, password) for _ in range(pacing.concurrency)]
     try:
         await _work(run, conns, plan, opts, progress)
     finally:
@@ -684,6 +688,19 @@ def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
     return out
 
 
+Target = Relay | Pickup | Graph | Direct
+
+
+def connect(target: Target, password: Any) -> Any:
+    """A connection of the transport the target names (opened on its first message)."""
+    if isinstance(target, Graph):
+        return GraphConnection(target)
+    if isinstance(target, Direct):
+        from .direct import DirectConnection
+        return DirectConnection(target)
+    return open_connection(target, password)
+
+
 def _clock(t: float) -> str:
     return f"{datetime.fromtimestamp(t):%Y-%m-%d %H:%M:%S}"
 
@@ -704,23 +721,26 @@ class _Stop(threading.Event):
         self.set()
 
 
-def _resolve(relay: Relay | Pickup | Profile, options: dict[str, Any]
-             ) -> tuple[Relay | Pickup, SendOptions]:
-    """A profile stands for its relay, and its pacing and journal are the defaults."""
+def _resolve(relay: Target | Profile, options: dict[str, Any]) -> tuple[Target, SendOptions]:
+    """A profile stands for its transport, and its pacing and journal are the defaults."""
     if isinstance(relay, Profile):
-        target = Pickup(relay.pickup) if relay.pickup else relay.relay()
-        return target, SendOptions.resolve(relay, options)
+        return relay.transport_target(), SendOptions.resolve(relay, options)
     return relay, SendOptions.from_kwargs(options)
 
 
 async def _send(campaign: Campaign, relay: Relay | Pickup, opts: SendOptions,
                 stats: Stats | None = None) -> pd.DataFrame:
     # -- stage 1: checks, before anything is read or written
-    if not isinstance(relay, (Relay, Pickup)):
-        raise ConfigError("relay must be a mailnb.Relay (SMTP) or mailnb.Pickup (write .eml files)")
+    if not isinstance(relay, (Relay, Pickup, Graph, Direct)):
+        raise ConfigError("relay must be a mailnb.Relay (SMTP), Graph, Direct or Pickup (.eml "
+                          "files)")
     pacing = opts.check()
     relay.validate()
     campaign.validate()
+    if isinstance(relay, Graph) and (campaign.bounce_address or campaign.verp):
+        raise ConfigError("bounce_address and verp set the SMTP envelope sender, which Microsoft "
+                          "Graph does not take (it sends from the mailbox): send over SMTP, or "
+                          "leave them out")
     if opts.backup:
         Backup(opts.backup).check()
     j = open_journal(opts.journal, new=opts.new_journal, create=not opts.dry_run)
@@ -851,7 +871,7 @@ async def send_test_async(campaign: Campaign, relay: Relay | Pickup, to: str, *,
     items = campaign.recipients()[:max(int(rows), 1)]
     preflight(campaign, items, DEFAULT_MAX_SIZE)
     password = relay.resolve_password() if isinstance(relay, Relay) else None
-    conn = open_connection(relay, password)
+    conn = connect(relay, password)
     out = []
     try:
         for it in items:

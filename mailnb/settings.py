@@ -22,6 +22,7 @@ from .recipients import normalize
 
 SECURITY = ("none", "starttls", "tls")
 AUTH_METHODS = ("password", "oauth2")
+TRANSPORTS = ("smtp", "graph", "direct")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 SMTP_PASSWORD_ENV = "MAILNB_SMTP_PASSWORD"
 KEYRING_SERVICE = "mailnb"
@@ -140,6 +141,8 @@ class Relay:
     pop_before_smtp: Any = field(default=None, compare=False)   # a mailbox.Mailbox to log in to
     auth: str = "password"              # or "oauth2": sign in with a token (see ``oauth``)
     oauth: Any = field(default=None, compare=False)   # an oauth.OAuth: who signs in, where
+    opportunistic: bool = False         # security none, but STARTTLS when offered (unverified,
+                                        # RFC 7435): what direct delivery to an MX does
 
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
@@ -319,7 +322,10 @@ OAUTH_PROVIDERS = ("microsoft",)
 #: Microsoft's documented authority and the scope SMTP AUTH needs
 #: (https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth)
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
-MICROSOFT_SMTP_SCOPES = ["https://outlook.office.com/SMTP.Send"]
+MICROSOFT_SMTP_SCOPES = ("https://outlook.office.com/SMTP.Send",)
+#: what Microsoft Graph's sendMail needs (https://learn.microsoft.com/graph/api/user-sendmail)
+MICROSOFT_GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.Send",)
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
 
 
 def _check_url(url: str) -> None:
@@ -348,6 +354,7 @@ class OAuth:
     username: str
     tenant: str = "organizations"
     authority: str | None = None
+    scopes: tuple[str, ...] = MICROSOFT_SMTP_SCOPES
 
     def validate(self) -> None:
         if self.provider not in OAUTH_PROVIDERS:
@@ -374,6 +381,67 @@ class OAuth:
         return f"OAuth2 ({self.provider}) as {self.username}"
 
 
+# -- other transports ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Graph:
+    """Microsoft Graph's ``sendMail`` (the successor of EWS for Microsoft 365): each message is
+    posted as MIME with an OAuth2 token, from the mailbox ``user``."""
+
+    user: str
+    oauth: OAuth
+    url: str = GRAPH_URL
+    timeout: float = 30.0
+
+    @property
+    def account(self) -> str:
+        return f"graph:{self.user.lower()}"
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or ""
+
+    def validate(self) -> list[str]:
+        _check_url(self.url)
+        self.oauth.validate()
+        return []
+
+    def describe(self) -> str:
+        return f"Microsoft Graph as {self.user} ({self.url})"
+
+
+@dataclass(frozen=True)
+class Direct:
+    """Direct delivery: each recipient's domain's MX hosts (in preference order, the address
+    records without MX, nothing for a null MX), one reused connection per destination host,
+    STARTTLS when offered. ``helo`` is the fully qualified name this machine says it is."""
+
+    helo: str | None = None
+    per_destination: int = 2
+    timeout: float = 30.0
+    nameserver: str | None = None       # host:port of a resolver (default $MAILNB_DNS_SERVER)
+
+    @property
+    def account(self) -> str:
+        return f"direct:{self.helo or 'localhost'}"
+
+    def validate(self) -> list[str]:
+        found = []
+        if self.helo and not valid_hostname(self.helo):
+            raise ConfigError(f"HELO name {self.helo!r} is not a valid host name")
+        if not self.helo or "." not in self.helo.strip("."):
+            found.append(f"direct delivery says HELO {self.helo or 'localhost'!r}: receiving "
+                         "servers expect this machine's fully qualified name (helo='mail."
+                         "example.org', --helo), and may refuse or score the mail otherwise")
+        if not 1 <= self.per_destination <= 20:
+            raise ConfigError("per_destination must be from 1 to 20 connections")
+        for message in found:
+            warnings.warn(message, stacklevel=3)
+        return found
+
+    def describe(self) -> str:
+        return f"direct to each domain's MX (HELO {self.helo or 'localhost'})"
+
+
 # -- profiles ---------------------------------------------------------------------------------------
 PROFILE_ENV = "MAILNB_PROFILE"
 CONFIG_DIR_ENV = "MAILNB_CONFIG_DIR"
@@ -392,6 +460,8 @@ class Preset:
     username_hint: str = ""
     auth: str = "password"
     oauth_provider: str = ""
+    transport: str = "smtp"
+    rate: str = ""
 
 
 PRESETS: dict[str, Preset] = {
@@ -409,6 +479,12 @@ PRESETS: dict[str, Preset] = {
                         "It allows 10,000 recipients a day; SMTP AUTH must be enabled for the "
                         "mailbox.", "you@yourorg.example", auth="oauth2",
                         oauth_provider="microsoft"),
+    "graph": Preset("Microsoft 365 (Graph)", "", 0, "tls", 10000,
+                    "Microsoft Graph sends from the mailbox with OAuth2 (the app registration "
+                    "needs the delegated Mail.Send permission). Exchange Online allows 30 "
+                    "messages a minute and 10,000 recipients a day: the preset paces to that.",
+                    "you@yourorg.example", auth="oauth2", oauth_provider="microsoft",
+                    transport="graph", rate="30/min"),
     "ses": Preset("Amazon SES", "email-smtp.{region}.amazonaws.com", 587, "starttls", 200,
                   "Amazon SES: the username and password are SMTP credentials from the SES console; "
                   "the sandbox allows 200 messages a day to verified addresses.", "AKIA..."),
@@ -474,6 +550,8 @@ class Profile:
     verify: bool = True
     cafile: str = ""
     pickup: str = ""                   # a folder: write .eml files there instead of sending
+    transport: str = "smtp"            # smtp (the relay), graph (Microsoft Graph), direct (MX)
+    graph_url: str = ""                # replaces Microsoft Graph's URL (tests, national clouds)
     # sending preferences
     from_addr: str = ""
     from_name: str = ""
@@ -544,10 +622,24 @@ class Profile:
                      verify=self.verify, cafile=self.cafile or None)
 
     def oauth(self) -> OAuth:
-        """Who signs in with OAuth2, and where (``auth = "oauth2"``)."""
+        """Who signs in with OAuth2, and where (``auth = "oauth2"``, or the Graph transport)."""
+        scopes = MICROSOFT_GRAPH_SCOPES if self.transport == "graph" else MICROSOFT_SMTP_SCOPES
         return OAuth(self.oauth_provider, self.oauth_client_id, self.username,
                      tenant=self.oauth_tenant or "organizations",
-                     authority=self.oauth_authority or None)
+                     authority=self.oauth_authority or None, scopes=scopes)
+
+    def transport_target(self) -> Relay | Pickup | Graph | Direct:
+        """Where this profile's mail goes: the pickup folder, Microsoft Graph, each domain's MX,
+        or the SMTP relay."""
+        if self.pickup:
+            return Pickup(self.pickup)
+        if self.transport == "graph":
+            return Graph(self.username, self.oauth(), self.graph_url or GRAPH_URL, self.timeout)
+        if self.transport == "direct":
+            return Direct(self.helo or None, timeout=self.timeout)
+        if self.transport != "smtp":
+            raise ConfigError(f"transport {self.transport!r}: use smtp, graph or direct")
+        return self.relay()
 
     def sender(self, alternate: bool = False) -> tuple[str, str | None]:
         """(From address, From name); the alternate From falls back to the main one."""
@@ -579,12 +671,21 @@ class Profile:
             out["security"] = f"one of {', '.join(SECURITY)}"
         elif (mismatch := port_mismatch(self.port, self.security)):
             out["port"] = mismatch
-        if self.requires_auth and self.host and not self.username:
+        if self.requires_auth and self.host and not self.username and self.transport == "smtp":
             out["username"] = ("required when 'requires login' is ticked (untick it for a relay "
                                "that needs no login)")
+        if self.transport == "graph" and not self.username:
+            out["username"] = "the mailbox Graph sends from"
+        if self.transport not in TRANSPORTS:
+            out["transport"] = f"one of {', '.join(TRANSPORTS)}"
+        if self.graph_url:
+            try:
+                _check_url(self.graph_url)
+            except ConfigError as err:
+                out["graph_url"] = str(err)
         if self.auth not in AUTH_METHODS:
             out["auth"] = f"one of {', '.join(AUTH_METHODS)}"
-        elif self.auth == "oauth2":
+        elif self.auth == "oauth2" or self.transport == "graph":
             if not self.oauth_client_id:
                 out["oauth_client_id"] = ("the client id of the app registered for your "
                                           "organisation (needed for OAuth2)")

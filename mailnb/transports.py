@@ -34,6 +34,7 @@ class Delivery:
     code: int | None = None
     reply: str = ""
     slow_down: bool = False      # the relay said 421: send slower from now on
+    retry_after: float | None = None   # the server said when to try again (HTTP Retry-After)
 
     @property
     def ok(self) -> bool:
@@ -237,6 +238,10 @@ class SMTPConnection:
             await smtp.ehlo()
             self._step("STARTTLS", True, "TLS negotiated, certificate verified"
                        if r.verify else "TLS negotiated, certificate NOT verified")
+        elif r.opportunistic and smtp.supports_extension("starttls"):
+            await smtp.starttls(tls_context=client_ssl_context(verify=False))
+            await smtp.ehlo()
+            self._step("STARTTLS", True, "opportunistic TLS (RFC 7435: not authenticated)")
         if (r.username or r.uses_oauth) and not smtp.supports_extension("auth"):
             raise AuthenticationError(
                 f"{where} does not offer AUTH on this connection; the relay may require "

@@ -37,7 +37,8 @@ def apply_preset(profile: Profile, provider: str, region: str = "us-east-1") -> 
     changes: dict[str, Any] = {"provider": provider}
     if provider != "custom":
         changes.update(host=p.host, port=p.port, security=p.security,
-                       daily_cap=p.daily_cap or 0, requires_auth=True, auth=p.auth)
+                       daily_cap=p.daily_cap or 0, requires_auth=True, auth=p.auth,
+                       transport=p.transport, rate=p.rate or profile.rate)
         if p.oauth_provider:
             changes["oauth_provider"] = p.oauth_provider
     return replace(profile, **changes)

@@ -220,3 +220,63 @@ def start_oauth_smtp(idp: IdentityProvider, mechanisms=("XOAUTH2",)) -> Server:
                             auth_require_tls=False, auth_exclude_mechanism=excluded)
     controller.start()
     return Server("127.0.0.1", port, recorder, controller)
+
+
+class GraphServer:
+    """Microsoft Graph's ``POST /v1.0/users/{id}/sendMail`` on loopback HTTPS, taking MIME as
+    Microsoft documents it (base64 in a text/plain body, answered 202), accepting only valid
+    tokens from ``idp``; the first ``throttle`` requests are answered 429 with Retry-After."""
+
+    def __init__(self, idp: IdentityProvider, *, throttle: int = 0, retry_after: int = 1) -> None:
+        self.idp, self.throttle, self.retry_after = idp, throttle, retry_after
+        self.received: list[tuple[float, str, bytes]] = []     # (time, user, MIME)
+        self.requests: list[tuple[float, int]] = []            # (time, status answered)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.socket = idp.ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/v1.0"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _answer(self, path: str, headers, body: bytes) -> tuple[int, dict, dict]:
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        if not self.idp.valid(token):
+            return 401, {}, {"error": {"code": "InvalidAuthenticationToken",
+                                       "message": "Access token has expired or is not valid."}}
+        parts = path.split("/")
+        if len(parts) != 5 or parts[2] != "users" or parts[4] != "sendMail":
+            return 404, {}, {"error": {"code": "ResourceNotFound", "message": path}}
+        if headers.get("Content-Type") != "text/plain":
+            return 400, {}, {"error": {"code": "ErrorMimeContentInvalid", "message": "type"}}
+        if self.throttle > 0:
+            self.throttle -= 1
+            return 429, {"Retry-After": str(self.retry_after)}, {"error": {
+                "code": "ApplicationThrottled", "message": "Application is over its limit."}}
+        self.received.append((time.time(), parts[3], base64.b64decode(body)))
+        return 202, {}, {}
+
+    def _handler(self) -> type:
+        graph = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, extra, payload = graph._answer(urlparse(self.path).path, self.headers,
+                                                       body)
+                graph.requests.append((time.time(), status))
+                data = json.dumps(payload).encode() if payload else b""
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                if data:
+                    self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

@@ -155,14 +155,16 @@ class RawServer:
     """A socket server that answers every connection with ``greeting`` and closes, ``times`` times
     (then hands the connection to ``then`` if given, by proxying), for faults at connect."""
 
-    def __init__(self, greeting: bytes = b"421 4.3.2 Service not available, closing\r\n") -> None:
+    def __init__(self, greeting: bytes = b"421 4.3.2 Service not available, closing\r\n", *,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.greeting = greeting
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.host = "127.0.0.1"
+        self.host = host
         self.connections = 0
         self.running = True
         self.thread = threading.Thread(target=self._loop, daemon=True)

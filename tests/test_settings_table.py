@@ -65,6 +65,8 @@ EFFECTS = {
     "pickup": "test_pipeline.py::test_blocklist_key_column_and_pickup_from_the_profile",
     "pop_before_smtp": "test_mailbox.py::test_pop_before_smtp",
     "auth": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
+    "transport": "test_transports_more.py::test_graph_sends_each_message_once_and_honours_retry_after",
+    "graph_url": "test_transports_more.py::test_graph_sends_each_message_once_and_honours_retry_after",
     "oauth_provider": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
     "oauth_client_id": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
     "oauth_tenant": "test_oauth.py::test_device_code_sign_in_then_silent_refresh",
