@@ -22,7 +22,7 @@ from .journal import open_journal
 from .options import closest
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
 from .sender import Campaign, send, send_test
-from .settings import PROFILE_KEYS_HELP, Pickup, Profile, Relay
+from .settings import PROFILE_KEYS_HELP, Profile, Relay
 from .templates import Template
 
 

@@ -1,10 +1,12 @@
-"""OAuth2 sign-in for SMTP: Microsoft 365 (Exchange Online) through Microsoft's own library, msal.
+"""OAuth2 sign-in for SMTP and Graph: Microsoft 365 through Microsoft's own library (msal), Gmail
+through Google's (google-auth, google-auth-oauthlib).
 
 Exchange Online turns Basic authentication (a password) for SMTP AUTH off by default at the end of
 December 2026; after that only OAuth2 signs in. The first sign-in is the device-code flow (RFC 8628):
 the cell or terminal shows a URL and a code, the user signs in there in any browser, and msal keeps a
-refresh token, so later runs sign in silently. A cron job with no cache gives a refresh token in
-``$MAILNB_OAUTH_REFRESH_TOKEN`` instead.
+refresh token, so later runs sign in silently. Google allows no device flow for Gmail's scope: its
+first sign-in is the installed-app flow (a page to open, then a redirect to this machine). A cron
+job with no cache gives a refresh token in ``$MAILNB_OAUTH_REFRESH_TOKEN`` instead.
 
 The token cache lives in the system keyring, or, where the machine has no keyring backend, in a
 file of the config folder (mode 0600, folder 0700). Access and refresh tokens are :class:`Secret`s:
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .errors import AuthenticationError
-from .settings import KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret, config_dir
+from .settings import (CLIENT_SECRET_ENV, KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret,
+                       config_dir)
 
 # -- the token cache --------------------------------------------------------------------------------
 class TokenStore:
@@ -99,7 +103,7 @@ class MicrosoftSignIn:
         self.app = msal.PublicClientApplication(
             oauth.client_id, authority=oauth.authority_url, token_cache=self.cache,
             http_client=session, instance_discovery=oauth.authority is None)
-        self.scopes = list(oauth.scopes)
+        self.scopes = oauth.scope_list
 
     def _save(self) -> None:
         if self.cache.has_state_changed:
@@ -149,15 +153,111 @@ class MicrosoftSignIn:
         self._result(self.app.acquire_token_by_device_flow(flow), "device code sign-in")
 
 
-_SIGN_INS: dict[str, MicrosoftSignIn] = {}
+# -- Google: google-auth and google-auth-oauthlib --------------------------------------------------
+class _ShowBrowser:
+    """A ``webbrowser`` controller that shows the sign-in URL instead of opening a window: what
+    google-auth-oauthlib's flow "opens" (a notebook cell, a terminal, a form)."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        self.show = show
+
+    def open(self, url: str, new: int = 0, autoraise: bool = True) -> bool:
+        self.show(f"To sign in, open this page in a browser on this machine: {url}")
+        return True
+
+    open_new = open_new_tab = open
 
 
-def sign_in(oauth: OAuth) -> MicrosoftSignIn:
+class GoogleSignIn:
+    """Google's OAuth2 for Gmail: the installed-app flow once (a loopback redirect; Google allows
+    no device flow for Gmail's scope), then ``google.oauth2.credentials`` refreshes silently."""
+
+    def __init__(self, oauth: OAuth) -> None:
+        oauth.validate()
+        self.oauth = oauth
+        self.store = TokenStore(oauth.cache_key)
+        self.auth_url, self.token_url = oauth.google_endpoints
+
+    def _secret(self) -> str:
+        secret = os.environ.get(CLIENT_SECRET_ENV)
+        if not secret:
+            raise AuthenticationError(
+                f"Google sign-in needs the OAuth client's secret in ${CLIENT_SECRET_ENV} (from "
+                "the Google Cloud console, the desktop app client you made for mailnb)")
+        return secret
+
+    def _credentials(self) -> Any:
+        from google.oauth2.credentials import Credentials   # loaded only for Google sign-in
+        saved = self.store.load()
+        refresh = os.environ.get(REFRESH_TOKEN_ENV)
+        if saved:
+            info = json.loads(saved)
+            return Credentials(None, refresh_token=info["refresh_token"],
+                               token_uri=self.token_url, client_id=self.oauth.client_id,
+                               client_secret=self._secret(), scopes=self.oauth.scope_list)
+        if refresh:
+            return Credentials(None, refresh_token=refresh, token_uri=self.token_url,
+                               client_id=self.oauth.client_id, client_secret=self._secret(),
+                               scopes=self.oauth.scope_list)
+        raise AuthenticationError(
+            f"{self.oauth.username} has not signed in with Google on this machine: run "
+            "`mailnb login --profile NAME` (mailnb.oauth.login(...) in Python) once, or give a "
+            f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")
+
+    def token(self, force_refresh: bool = False) -> Secret:
+        import google.auth.exceptions
+        import google.auth.transport.requests
+        if getattr(self, "creds", None) is None:
+            self.creds = self._credentials()
+        if force_refresh or not self.creds.valid:
+            try:
+                self.creds.refresh(google.auth.transport.requests.Request())
+            except google.auth.exceptions.RefreshError as err:
+                self.creds = None
+                why = str(err.args[0]) if err.args else "refresh"
+                raise AuthenticationError(
+                    f"signing in {self.oauth.username} with Google failed ({why}). The sign-in "
+                    "may have expired or been revoked: sign in again with `mailnb login "
+                    f"--profile NAME`, or give a new refresh token in ${REFRESH_TOKEN_ENV}") \
+                    from None
+            self._keep()
+        return Secret(self.creds.token)
+
+    def _keep(self) -> None:
+        if self.creds.refresh_token:
+            self.store.save(json.dumps({"refresh_token": self.creds.refresh_token}))
+
+    def login(self, show: Callable[[str], None]) -> None:
+        import webbrowser
+
+        from google_auth_oauthlib.flow import InstalledAppFlow
+        config = {"installed": {"client_id": self.oauth.client_id,
+                                "client_secret": self._secret(), "auth_uri": self.auth_url,
+                                "token_uri": self.token_url, "redirect_uris": ["http://localhost"]}}
+        flow = InstalledAppFlow.from_client_config(config, scopes=self.oauth.scope_list)
+        name = f"mailnb-show-{id(self)}"
+        webbrowser.register(name, None, _ShowBrowser(show))
+        try:
+            self.creds = flow.run_local_server(host="localhost", port=0, browser=name,
+                                               authorization_prompt_message="",
+                                               timeout_seconds=600, access_type="offline",
+                                               prompt="consent")
+        except Exception as err:
+            raise AuthenticationError(f"Google sign-in did not complete: "
+                                      f"{type(err).__name__}: {err}") from None
+        self._keep()
+
+
+_SIGN_INS: dict[str, MicrosoftSignIn | GoogleSignIn] = {}
+
+
+def sign_in(oauth: OAuth) -> MicrosoftSignIn | GoogleSignIn:
     """One sign-in object per OAuth setting in this process (msal keeps its cache in memory)."""
-    key = f"{oauth.cache_key} {' '.join(oauth.scopes)}"
+    key = f"{oauth.cache_key} {' '.join(oauth.scope_list)}"
     with _LOCK:
         if key not in _SIGN_INS:
-            _SIGN_INS[key] = MicrosoftSignIn(oauth)
+            cls = GoogleSignIn if oauth.provider == "google" else MicrosoftSignIn
+            _SIGN_INS[key] = cls(oauth)
         return _SIGN_INS[key]
 
 

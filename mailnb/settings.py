@@ -318,7 +318,13 @@ class Mailbox:
 
 # -- OAuth2 sign-in (the settings; mailnb.oauth signs in) ----------------------------------------
 REFRESH_TOKEN_ENV = "MAILNB_OAUTH_REFRESH_TOKEN"
-OAUTH_PROVIDERS = ("microsoft",)
+OAUTH_PROVIDERS = ("microsoft", "google")
+CLIENT_SECRET_ENV = "MAILNB_OAUTH_CLIENT_SECRET"
+#: Google's documented endpoints and the scope Gmail's SMTP needs
+#: (https://developers.google.com/gmail/imap/xoauth2-protocol)
+GOOGLE_URL = "https://accounts.google.com/o/oauth2"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_SMTP_SCOPES = ("https://mail.google.com/",)
 #: Microsoft's documented authority and the scope SMTP AUTH needs
 #: (https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth)
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
@@ -354,7 +360,13 @@ class OAuth:
     username: str
     tenant: str = "organizations"
     authority: str | None = None
-    scopes: tuple[str, ...] = MICROSOFT_SMTP_SCOPES
+    scopes: tuple[str, ...] = ()        # default: what the provider's SMTP needs
+
+    @property
+    def scope_list(self) -> list[str]:
+        if self.scopes:
+            return list(self.scopes)
+        return list(GOOGLE_SMTP_SCOPES if self.provider == "google" else MICROSOFT_SMTP_SCOPES)
 
     def validate(self) -> None:
         if self.provider not in OAUTH_PROVIDERS:
@@ -371,7 +383,18 @@ class OAuth:
 
     @property
     def authority_url(self) -> str:
+        if self.provider == "google":
+            return self.authority or GOOGLE_URL
         return self.authority or MICROSOFT_AUTHORITY.format(tenant=self.tenant or "organizations")
+
+    @property
+    def google_endpoints(self) -> tuple[str, str]:
+        """(authorization URL, token URL): Google's, or ``<authority>/auth`` and
+        ``<authority>/token`` of the server that replaces it."""
+        if self.authority:
+            base = self.authority.rstrip("/")
+            return f"{base}/auth", f"{base}/token"
+        return f"{GOOGLE_URL}/auth", GOOGLE_TOKEN_URL
 
     @property
     def cache_key(self) -> str:
@@ -467,9 +490,11 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "custom": Preset("Custom", "", 587, "starttls", None),
     "gmail": Preset("Gmail", "smtp.gmail.com", 587, "starttls", 500,
-                    "Gmail needs an app password (Google account > Security > App passwords) and "
+                    "Gmail signs in with OAuth2: give the client id of your OAuth client (Google "
+                    "Cloud console, a desktop app) and its secret in $MAILNB_OAUTH_CLIENT_SECRET, "
+                    "then 'Sign in with Google' (or choose password and an app password). It "
                     "sends at most 500 messages a day (2,000 with Google Workspace).",
-                    "you@gmail.com"),
+                    "you@gmail.com", auth="oauth2", oauth_provider="google"),
     "outlook": Preset("Outlook.com / Hotmail", "smtp-mail.outlook.com", 587, "starttls", 300,
                       "Outlook.com accounts send at most 300 messages a day.", "you@outlook.com"),
     "office365": Preset("Office 365", "smtp.office365.com", 587, "starttls", 10000,
@@ -623,7 +648,8 @@ class Profile:
 
     def oauth(self) -> OAuth:
         """Who signs in with OAuth2, and where (``auth = "oauth2"``, or the Graph transport)."""
-        scopes = MICROSOFT_GRAPH_SCOPES if self.transport == "graph" else MICROSOFT_SMTP_SCOPES
+        scopes = (GOOGLE_SMTP_SCOPES if self.oauth_provider == "google" else
+                  MICROSOFT_GRAPH_SCOPES if self.transport == "graph" else MICROSOFT_SMTP_SCOPES)
         return OAuth(self.oauth_provider, self.oauth_client_id, self.username,
                      tenant=self.oauth_tenant or "organizations",
                      authority=self.oauth_authority or None, scopes=scopes)

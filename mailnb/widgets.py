@@ -153,7 +153,9 @@ class RelayForm(_Form):
         ("requires_auth", "Requires login", lambda: W.Checkbox(indent=False)),
         ("username", "Username", _text),
         ("auth", "Sign-in", lambda: W.Dropdown(options=[("password", "password"),
-                                                        ("OAuth2 (Microsoft 365)", "oauth2")])),
+                                                        ("OAuth2", "oauth2")])),
+        ("oauth_provider", "OAuth provider", lambda: W.Dropdown(
+            options=[("Microsoft 365", "microsoft"), ("Google", "google")])),
         ("oauth_client_id", "OAuth client id", _text),
         ("oauth_tenant", "OAuth tenant", _text),
         ("helo", "HELO name", _text),
@@ -175,6 +177,8 @@ class RelayForm(_Form):
         self.provider.value = self.profile.provider if self.profile.provider in PRESETS else "custom"
         self.provider.observe(lambda _: self.use_preset(), names="value")
         self.inputs["security"].observe(self._security_changed, names="value")
+        self.inputs["oauth_provider"].observe(lambda _: self._label_sign_in(), names="value")
+        self._label_sign_in()
         self.children = (self.children[:1] + (self.provider, self.region, self.note)
                          + self.children[1:-2] + (self.password.widget, self.test_to)
                          + self.children[-2:])
@@ -214,6 +218,10 @@ class RelayForm(_Form):
         self.signin_thread.start()
         return self.signin_thread
 
+    def _label_sign_in(self) -> None:
+        who = "Google" if self.inputs["oauth_provider"].value == "google" else "Microsoft"
+        self.signin_button.description = f"Sign in with {who}"
+
     def _security_changed(self, change: dict[str, Any]) -> None:
         """The port follows the security choice unless the user set one of their own."""
         port = self.inputs["port"]
@@ -228,8 +236,10 @@ class RelayForm(_Form):
             except MailnbError as err:
                 self.say(str(err), ok=False)
                 return
-        for attr in ("host", "port", "security", "requires_auth"):
+        for attr in ("host", "port", "security", "requires_auth", "auth"):
             self.inputs[attr].value = getattr(updated, attr)
+        if updated.oauth_provider in ("microsoft", "google"):
+            self.inputs["oauth_provider"].value = updated.oauth_provider
         self.profile.provider = updated.provider
         self.profile.daily_cap = updated.daily_cap
         self.note.value = "".join(f"<div>⚠️ {html.escape(str(w.message))}</div>" for w in caught)

@@ -94,3 +94,18 @@ def config_dir(tmp_path, monkeypatch):
 def _unsubscribe_secret(monkeypatch):
     # the HMAC secret for unsubscribe tokens; never the user's real config folder in tests
     monkeypatch.setenv("MAILNB_UNSUBSCRIBE_SECRET", "test-secret-for-unsubscribe-tokens")
+
+
+@pytest.fixture
+def idp(tmp_path, monkeypatch, config_dir):
+    """The loopback identity provider (tests/oauth_server.py), trusted by msal through
+    REQUESTS_CA_BUNDLE; msal's in-process sign-ins start afresh."""
+    from oauth_server import IdentityProvider
+
+    import mailnb.oauth
+    p = IdentityProvider(tmp_path, "researcher@contoso.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", p.cafile)
+    monkeypatch.delenv("MAILNB_OAUTH_REFRESH_TOKEN", raising=False)
+    mailnb.oauth._SIGN_INS.clear()
+    yield p
+    p.stop()

@@ -6,7 +6,10 @@ that msal (the client code under test) talks to it as it talks to login.microsof
 - ``POST /<tenant>/oauth2/v2.0/token``: the device-code grant (RFC 8628 3.4-3.5:
   ``authorization_pending`` until the user has entered the code) and the refresh-token grant
   (RFC 6749 6; ``invalid_grant`` once revoked);
-- ``POST /device``: what the user's browser does at the verification URL (enter the code).
+- ``POST /device``: what the user's browser does at the verification URL (enter the code);
+- ``GET /google/auth`` and ``POST /google/token``: Google's authorization-code flow for installed
+  apps (RFC 6749 4.1 with PKCE, RFC 7636; the user's consent is given at once) and its refresh
+  grant, both with the client secret Google's installed-app clients have.
 
 HTTPS with a throwaway CA (msal accepts only https authorities); the tests trust it through
 ``REQUESTS_CA_BUNDLE``. And an aiosmtpd handler whose XOAUTH2 and OAUTHBEARER accept only an
@@ -48,6 +51,8 @@ class IdentityProvider:
         self.access: dict[str, float] = {}           # access token -> valid until
         self.refresh: dict[str, bool] = {}           # refresh token -> still valid
         self.grants: list[str] = []                  # every grant_type asked for, in order
+        self.codes: dict[str, dict] = {}             # authorization code -> its request
+        self.client_secret = "google-client-secret"
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.socket = self.ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
@@ -81,7 +86,7 @@ class IdentityProvider:
         self.httpd.server_close()
 
     # -- the protocol --------------------------------------------------------------------------
-    def _tokens(self, client_id: str) -> dict:
+    def _tokens(self, client_id: str, scope: str = "https://outlook.office.com/SMTP.Send") -> dict:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         now = int(time.time())
         with self.lock:
@@ -91,7 +96,7 @@ class IdentityProvider:
             "iss": f"{self.authority}/v2.0", "aud": client_id, "iat": now,
             "exp": now + 3600, "sub": "user-1", "oid": "user-1", "tid": self.tenant,
             "preferred_username": self.username, "name": "Test User"}), ""])
-        return {"token_type": "Bearer", "scope": "https://outlook.office.com/SMTP.Send",
+        return {"token_type": "Bearer", "scope": scope,
                 "expires_in": self.lifetime, "ext_expires_in": self.lifetime,
                 "access_token": access, "refresh_token": refresh, "id_token": id_token,
                 "client_info": _b64url({"uid": "user-1", "utid": self.tenant})}
@@ -107,13 +112,26 @@ class IdentityProvider:
                 return 400, {"error": "authorization_pending",
                              "error_description": "AADSTS70016: pending"}
             return 200, self._tokens(form.get("client_id", ""))
+        if grant == "authorization_code":
+            asked = self.codes.pop(form.get("code", ""), None)
+            if asked is None or asked["redirect_uri"] != form.get("redirect_uri") or \
+                    form.get("client_secret") != self.client_secret:
+                return 400, {"error": "invalid_grant", "error_description": "Bad code."}
+            if asked.get("code_challenge"):                   # PKCE, RFC 7636 4.6
+                import hashlib
+                digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+                if base64.urlsafe_b64encode(digest).decode().rstrip("=") != \
+                        asked["code_challenge"]:
+                    return 400, {"error": "invalid_grant", "error_description": "PKCE"}
+            return 200, self._tokens(form.get("client_id", ""), asked["scope"])
         if grant == "refresh_token":
             with self.lock:
                 ok = self.refresh.get(form.get("refresh_token", ""), False)
             if not ok:
                 return 400, {"error": "invalid_grant", "error_description":
                              "AADSTS70000: The refresh token has been revoked."}
-            return 200, self._tokens(form.get("client_id", ""))
+            return 200, self._tokens(form.get("client_id", ""),
+                                     form.get("scope") or "https://outlook.office.com/SMTP.Send")
         return 400, {"error": "unsupported_grant_type"}
 
     def _handler(self) -> type:
@@ -138,6 +156,16 @@ class IdentityProvider:
 
             def do_GET(self) -> None:
                 path = urlparse(self.path).path
+                if path == "/google/auth":                 # consent given at once
+                    q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+                    code = secrets.token_urlsafe(16)
+                    idp.codes[code] = q
+                    self.send_response(302)
+                    self.send_header("Location", f"{q['redirect_uri']}?code={code}"
+                                                 f"&state={q.get('state', '')}&scope={q['scope']}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path == f"/{idp.tenant}/v2.0/.well-known/openid-configuration":
                     base = f"{idp.authority}/oauth2/v2.0"
                     return self._send(200, {
@@ -157,7 +185,13 @@ class IdentityProvider:
                         "expires_in": 300, "interval": 1, "message":
                         f"To sign in, use a web browser to open the page {uri} and enter the "
                         f"code {user_code} to authenticate."})
-                if path == f"/{idp.tenant}/oauth2/v2.0/token":
+                if path in (f"/{idp.tenant}/oauth2/v2.0/token", "/google/token"):
+                    basic = self.headers.get("Authorization", "")
+                    if basic.startswith("Basic "):      # client credentials, RFC 6749 2.3.1
+                        from urllib.parse import unquote
+                        cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+                        form.setdefault("client_id", unquote(cid))
+                        form.setdefault("client_secret", unquote(secret))
                     return self._send(*idp._token_request(form))
                 if path == "/device":
                     for device in idp.devices.values():
@@ -280,3 +314,21 @@ class GraphServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def device_sign_in(idp: IdentityProvider, who) -> str:
+    """The device-code flow as a person does it: read the code shown, enter it at the URL."""
+    import re
+
+    from mailnb.oauth import login
+    said: list[str] = []
+    t = threading.Thread(target=login, args=(who,), kwargs={"show": said.append})
+    t.start()
+    deadline = time.time() + 20
+    while not said and time.time() < deadline:
+        time.sleep(0.05)
+    assert said and f"{idp.base}/device" in said[0]
+    idp.approve(re.search(r"enter the code (\w+)", said[0]).group(1))
+    t.join(30)
+    assert not t.is_alive()
+    return said[0]

@@ -173,7 +173,6 @@ def test_end_to_end_through_postfix(dovecot, journal, tmp_path):
         res = mailnb.send(c, relay, journal=journal, progress=None)
         assert (res["status"] == "sent").all()
         mb = box(dovecot, "Bounces")
-        found = None
         allb = bounces_for(lambda: process_bounces(None, mailbox=mb, journal=journal),
                            {addresses[1], addresses[2]}, postfix)
         mine = allb[allb["recipient"].isin(addresses)]

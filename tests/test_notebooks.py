@@ -81,10 +81,15 @@ def test_campaign_dry_run_by_default(smtp, tmp_path, config_dir):
 
 def test_setup_notebook_saves_a_profile_from_parameters(tmp_path, config_dir):
     out = run("setup", tmp_path / "setup.ipynb", profile="made", provider="gmail",
-              username="me@gmail.com", from_addr="me@gmail.com", save=True)
+              username="me@gmail.com", from_addr="me@gmail.com",
+              oauth_client_id="1234-abc.apps.googleusercontent.com", save=True)
     p = Profile.load("made")
     assert (p.host, p.port, p.daily_cap) == ("smtp.gmail.com", 587, 500)
+    assert (p.auth, p.oauth_provider) == ("oauth2", "google")
     assert "profile 'made'" in out
+    out_pw = run("setup", tmp_path / "setup2.ipynb", profile="made-pw", provider="gmail",
+                 username="me@gmail.com", from_addr="me@gmail.com", auth="password", save=True)
+    assert Profile.load("made-pw").auth == "password" and "profile 'made-pw'" in out_pw
 
 
 def test_cli_send_and_check(smtp_factory, certs, tmp_path, config_dir):

@@ -14,28 +14,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from conftest import campaign, people
-from oauth_server import IdentityProvider, start_oauth_smtp
+from oauth_server import device_sign_in, start_oauth_smtp
 from smtp_servers import Recorder, free_port
 
 import mailnb
 from mailnb import AuthenticationError, Profile, Relay
-from mailnb.oauth import REFRESH_TOKEN_ENV, login
+from mailnb.oauth import REFRESH_TOKEN_ENV
 from mailnb.settings import OAuth
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "campaign.ipynb"
-USER = "researcher@contoso.example"
+USER = "researcher@contoso.example"          # the identity provider's user (conftest)
 CLIENT = "11111111-2222-3333-4444-555555555555"
-
-
-@pytest.fixture
-def idp(tmp_path, monkeypatch, config_dir):
-    p = IdentityProvider(tmp_path, USER)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", p.cafile)
-    monkeypatch.delenv(REFRESH_TOKEN_ENV, raising=False)
-    import mailnb.oauth
-    mailnb.oauth._SIGN_INS.clear()               # a fresh process, as far as msal knows
-    yield p
-    p.stop()
 
 
 @pytest.fixture
@@ -55,19 +44,7 @@ def relay(server, idp):
 
 
 def sign_in(idp, who=None):
-    """The device-code flow as a person does it: read the code, enter it at the URL."""
-    said = []
-    t = threading.Thread(target=login, args=(who or oauth(idp),), kwargs={"show": said.append})
-    t.start()
-    deadline = time.time() + 20
-    while not said and time.time() < deadline:
-        time.sleep(0.05)
-    code = re.search(r"enter the code (\w+)", said[0]).group(1)
-    assert idp.base + "/device" in said[0]
-    idp.approve(code)
-    t.join(30)
-    assert not t.is_alive()
-    return said[0]
+    return device_sign_in(idp, who or oauth(idp))
 
 
 def test_device_code_sign_in_then_silent_refresh(idp, server, journal, tmp_path, config_dir):
@@ -260,3 +237,55 @@ def test_the_relay_form_signs_in_with_microsoft(idp, server, config_dir):
     assert "ok: signed in as researcher@contoso.example" in form.message.value
     report = form.test_connection()
     assert report.ok and any("OAuth2" in detail for _, _, detail in report.steps)
+
+
+def google(idp):
+    return OAuth("google", "google-client.apps.example", USER, authority=f"{idp.base}/google")
+
+
+def sign_in_google(idp):
+    """The installed-app flow as a person does it: open the page shown; the consent redirects to
+    the flow's own loopback server."""
+    import requests
+
+    from mailnb.oauth import login
+    said = []
+    t = threading.Thread(target=login, args=(google(idp),), kwargs={"show": said.append})
+    t.start()
+    deadline = time.time() + 20
+    while not said and time.time() < deadline:
+        time.sleep(0.05)
+    url = re.search(r"(https://\S+)", said[0]).group(1)
+    assert requests.get(url, verify=idp.cafile, timeout=20).status_code == 200
+    t.join(30)
+    assert not t.is_alive()
+
+
+def test_google_sign_in_then_refresh_and_gmail_s_xoauth2(idp, server, journal, monkeypatch,
+                                                         config_dir):
+    monkeypatch.setenv("MAILNB_OAUTH_CLIENT_SECRET", idp.client_secret)
+    target = Relay("127.0.0.1", server.port, security="none", username=USER, auth="oauth2",
+                   oauth=google(idp), timeout=10)
+    with pytest.raises(AuthenticationError, match="not signed in with Google"):
+        mailnb.send(campaign(people(1), name="g0"), target, journal=journal, progress=None)
+    sign_in_google(idp)
+    assert idp.grants == ["authorization_code"]
+    cache = list((config_dir / "oauth").glob("*.json"))
+    assert len(cache) == 1 and stat.S_IMODE(cache[0].stat().st_mode) == 0o600
+    res = mailnb.send(campaign(people(2), name="g1"), target, journal=journal, progress=None)
+    assert (res["status"] == "sent").all() and server.recorder.logins == [("XOAUTH2", USER)]
+    idp.expire_access_tokens()                     # refused: refreshed once, then it goes on
+    res = mailnb.send(campaign(people(2), name="g2"), target, journal=journal, progress=None)
+    assert (res["status"] == "sent").all() and "refresh_token" in idp.grants
+    idp.revoke_refresh_tokens()
+    idp.expire_access_tokens()
+    with pytest.raises(AuthenticationError, match="revoked"):
+        mailnb.send(campaign(people(1), name="g3"), target, journal=journal, progress=None)
+    # the Gmail preset signs in with Google's OAuth2
+    import warnings
+
+    from mailnb.widgets import apply_preset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = apply_preset(Profile(), "gmail")
+    assert (p.auth, p.oauth_provider) == ("oauth2", "google")

@@ -171,7 +171,7 @@ def _spent_cap(journal_path, account, n, seconds_left):
 
 def test_daily_cap_says_when_it_allows_more_and_wait_keeps_going(inputs, smtp):
     path = inputs / "j.sqlite"
-    _spent_cap(path, f"@127.0.0.1", 3, seconds_left=2.0)
+    _spent_cap(path, "@127.0.0.1", 3, seconds_left=2.0)
     stopped = job(inputs, smtp, daily_cap=5, new_journal=None)
     res = stopped.send()
     assert (res["status"] == "sent").sum() == 2

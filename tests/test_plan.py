@@ -1,6 +1,5 @@
 """The plan stage is pure: who is due now, later, skipped or unreached, tested without a server or a
 database. And the checks that come before anything else: options, pacing, windows."""
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 

@@ -1,8 +1,6 @@
 """The send modes beside an SMTP relay: Microsoft Graph's sendMail (OAuth2, throttling with
 Retry-After) and direct delivery to each domain's MX (loopback DNS, several MX hosts, null MX)."""
 import email
-import re
-import threading
 import time
 import warnings
 from email import policy
@@ -11,27 +9,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import people
 from dns_server import DNSServer
-from oauth_server import GraphServer, IdentityProvider
+from oauth_server import GraphServer, device_sign_in
 from smtp_servers import RawServer, Recorder, free_port
 
 import mailnb
 from mailnb import ConfigError, Profile
-from mailnb.oauth import REFRESH_TOKEN_ENV, login
 from mailnb.settings import MICROSOFT_GRAPH_SCOPES, Direct, OAuth
 
-USER = "lab@contoso.example"
+USER = "researcher@contoso.example"          # the identity provider's user (conftest)
 CLIENT = "aaaaaaaa-2222-3333-4444-555555555555"
-
-
-@pytest.fixture
-def idp(tmp_path, monkeypatch, config_dir):
-    p = IdentityProvider(tmp_path, USER)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", p.cafile)
-    monkeypatch.delenv(REFRESH_TOKEN_ENV, raising=False)
-    import mailnb.oauth
-    mailnb.oauth._SIGN_INS.clear()
-    yield p
-    p.stop()
 
 
 def graph_profile(idp, graph, tmp_path, **kw):
@@ -41,15 +27,8 @@ def graph_profile(idp, graph, tmp_path, **kw):
 
 
 def sign_in_graph(idp):
-    said = []
-    who = OAuth("microsoft", CLIENT, USER, authority=idp.authority, scopes=MICROSOFT_GRAPH_SCOPES)
-    t = threading.Thread(target=login, args=(who,), kwargs={"show": said.append})
-    t.start()
-    deadline = time.time() + 20
-    while not said and time.time() < deadline:
-        time.sleep(0.05)
-    idp.approve(re.search(r"enter the code (\w+)", said[0]).group(1))
-    t.join(30)
+    device_sign_in(idp, OAuth("microsoft", CLIENT, USER, authority=idp.authority,
+                              scopes=MICROSOFT_GRAPH_SCOPES))
 
 
 def test_graph_sends_each_message_once_and_honours_retry_after(idp, tmp_path):

@@ -11,6 +11,11 @@ def test_relay_form_preset_and_live_checks(config_dir):
     form = widgets.relay_form("new")
     form.provider.value = "gmail"
     assert form.inputs["host"].value == "smtp.gmail.com" and form.inputs["port"].value == 587
+    assert form.inputs["auth"].value == "oauth2" and form.signin_button.description == \
+        "Sign in with Google"
+    form.provider.value = "office365"
+    assert form.signin_button.description == "Sign in with Microsoft"
+    form.provider.value = "gmail"
     assert "app password" in form.note.value and form.profile.daily_cap == 500
     form.inputs["host"].value = "smtp..bad"
     assert "not a valid host" in form.checks["host"].value
