@@ -289,3 +289,15 @@ def test_google_sign_in_then_refresh_and_gmail_s_xoauth2(idp, server, journal, m
         warnings.simplefilter("ignore")
         p = apply_preset(Profile(), "gmail")
     assert (p.auth, p.oauth_provider) == ("oauth2", "google")
+
+
+def test_identity_provider_urls_are_https_or_loopback_http():
+    assert "oauth_authority" in Profile(auth="oauth2", oauth_client_id="x",
+                                        oauth_authority="http://idp.example.org/t").problems()
+    assert "oauth_authority" in Profile(auth="oauth2", oauth_client_id="x",
+                                        oauth_authority="http://10.1.2.3/t").problems()
+    for fine in ("https://idp.example.org/t", "http://127.0.0.1:8080/t", "http://127.5.0.1/t"):
+        assert "oauth_authority" not in Profile(auth="oauth2", oauth_client_id="x",
+                                                oauth_authority=fine).problems()
+    assert "graph_url" in Profile(graph_url="http://graph.example.org/v1.0").problems()
+    assert "oauth_client_id" in Profile(auth="oauth2").problems()

@@ -1,6 +1,7 @@
 """The send modes beside an SMTP relay: Microsoft Graph's sendMail (OAuth2, throttling with
 Retry-After) and direct delivery to each domain's MX (loopback DNS, several MX hosts, null MX)."""
 import email
+import ssl
 import time
 import warnings
 from email import policy
@@ -75,15 +76,36 @@ def test_graph_takes_no_envelope_sender_and_its_preset_paces_to_exchange(idp, tm
     assert (p.transport, p.auth, p.rate, p.daily_cap) == ("graph", "oauth2", "30/min", 10000)
 
 
+class Overlap(Recorder):
+    """Counts the transactions in progress at once (a slow DATA), per recipient domain."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.now, self.most = 0, 0
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
 @pytest.fixture
-def mx_world(monkeypatch):
+def mx_world(monkeypatch, certs):
     """Domains that only the loopback DNS server answers for: a.mailnb-direct.org has two MX (127.0.0.2 turns connections away
     with 421, 127.0.0.3 takes mail), b.mailnb-direct.org has only an address record (127.0.0.3), c.mailnb-direct.org a null
     MX; every MX listens on the same port, which MAILNB_DIRECT_PORT names."""
     port = free_port()
     refuser = RawServer(host="127.0.0.2", port=port)
-    recorder = Recorder()
-    sink = Controller(recorder, hostname="127.0.0.3", port=port)
+    recorder = Overlap(delay=0.15)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certs["chain"])                  # STARTTLS offered, not required
+    sink = Controller(recorder, hostname="127.0.0.3", port=port, tls_context=tls,
+                      require_starttls=False)
     sink.start()
     a, b, c = "a.mailnb-direct.org", "b.mailnb-direct.org", "c.mailnb-direct.org"
     dns = DNSServer({(a, "MX"): [f"10 mx1.{a}.", f"20 mx2.{a}."], (f"mx1.{a}", "A"): ["127.0.0.2"],
@@ -114,7 +136,18 @@ def test_direct_delivery_follows_mx_preference_address_records_and_null_mx(mx_wo
     assert sorted(r for m in recorder.messages for r in m.rcpt_tos) == addresses[:3]
     assert refuser.connections >= 1                    # the first MX was tried, then the second
     assert {m.helo for m in recorder.messages} == {"mail.example.org"}
+    assert all(m.tls for m in recorder.messages)       # opportunistic STARTTLS: offered, taken
     assert time.time() - t0 < 20
+
+
+def test_direct_delivery_opens_at_most_two_connections_per_domain(mx_world, journal):
+    _, recorder = mx_world
+    aud = mailnb.Audience(people(addresses=[f"p{i}@b.mailnb-direct.org" for i in range(10)]))
+    c = mailnb.Campaign("cap", aud, mailnb.Template("Hi", text="x"), from_addr="news@example.org")
+    res = mailnb.send(c, Direct(helo="mail.example.org"), journal=journal, progress=None,
+                      concurrency=6)
+    assert (res["status"] == "sent").all() and len(recorder.messages) == 10
+    assert recorder.most == 2                          # six workers, two at a time to one domain
 
 
 def test_direct_from_the_command_line_and_a_helo_that_is_no_fqdn_is_warned(mx_world, tmp_path,
