@@ -106,7 +106,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     journal = args.journal or (Profile.load(args.profile).journal if args.profile else None)
     df = history(args.campaign, journal or None, status=args.status)
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        from .files import open_private
+        with open_private(args.csv, newline="") as f:
+            df.to_csv(f, index=False)
         print(f"mailnb: {len(df)} row(s) written to {args.csv}")
         return 0
     cols = ["campaign", "address", "status", "sent_at", "code", "reply", "message_id"]
@@ -197,7 +199,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
           f"{int(bounced['hard'].sum()) if len(bounced) else 0} hard, "
           f"{int(found['suppressed'].sum()) if len(found) else 0} address(es) newly suppressed")
     if args.results:
-        found.to_csv(args.results, index=False)
+        from .files import open_private
+        with open_private(args.results, newline="") as f:
+            found.to_csv(f, index=False)
     return 0
 
 
@@ -304,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .files import private_umask
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with private_umask():       # journals, results, copies of messages: the user's alone
+            return int(args.func(args) or 0)
     except MailnbError as err:
         print(f"mailnb: error: {err}", file=sys.stderr)
         return 1

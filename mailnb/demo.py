@@ -51,8 +51,8 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
     from .settings import CONFIG_DIR_ENV, Profile
     from .sink import Sink
 
-    output = output.resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    from .files import private_dir
+    output = private_dir(output.resolve())
     os.environ[CONFIG_DIR_ENV] = str(output / "config")      # the kernel inherits it
     captured = output / "captured"
     journal_path = output / "journal.sqlite"

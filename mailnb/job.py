@@ -18,6 +18,7 @@ import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError
+from .files import open_private
 from .journal import open_journal
 from .options import closest
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
@@ -262,7 +263,8 @@ class Job:
         joined = self.table.join(result.rename(columns={c: f"{c}_result" for c in clash}),
                                  how="left")
         target = Path(path or self.results or f"results-{self.campaign}.csv")
-        joined.to_csv(target)
+        with open_private(target, newline="") as f:
+            joined.to_csv(f)
         return target
 
     def run(self) -> pd.DataFrame:

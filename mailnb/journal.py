@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import JournalError
+from .files import private_dir, touch_private, warn_if_shared
 from .pacing import CAP_PERIOD
 from .recipients import Suppressions, Unsubscribes, address_key
 
@@ -178,7 +179,11 @@ class SQLiteJournal(Journal):
         self.label = label
         try:
             if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent)
+                if self.path.exists():
+                    warn_if_shared(self.path)
+                else:           # SQLite makes the -wal and -shm files with the same mode
+                    touch_private(self.path)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")

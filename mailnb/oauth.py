@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AuthenticationError
+from .files import private_dir, write_private
 from .settings import (CLIENT_SECRET_ENV, KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret,
                        config_dir)
 
@@ -64,13 +65,8 @@ class TokenStore:
                 return
             except Exception:
                 pass
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        private_dir(self.path.parent)
+        write_private(self.path, data.encode("utf-8"))
 
     def clear(self) -> None:
         ring = self._keyring()

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .errors import ConfigError, SecretMissingError
+from .files import private_dir
 from .pacing import Window, parse_duration, parse_rate
 from .recipients import normalize
 
@@ -789,7 +790,7 @@ class Profile:
             raise ConfigError("cannot save profile: " + "; ".join(f"{k}: {v}" for k, v in
                                                                    bad.items()))
         path = Path(folder or config_dir()) / "profiles" / f"{self.name}.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         data = {k: v for k, v in self.to_dict().items() if k != "name"}
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from .files import private_dir
 from .transports import safe_name, unique_path, write_atomic
 
 
@@ -47,7 +48,7 @@ class Sink:
         return self.handler.count
 
     def start(self) -> Sink:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         if not self.port:
             import socket
             with socket.socket() as s:

@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
+from .files import private_dir, write_private
 from .oauth import access_token, sasl_oauthbearer
 from .runner import run_sync
 from .settings import Pickup, Relay, Secret, client_ssl_context
@@ -444,7 +445,7 @@ class PickupConnection:
 
     async def open(self) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)
         except OSError as err:
             raise ConfigError(f"cannot create the pickup folder {str(self.folder)!r}: {err}") \
                 from None
@@ -484,10 +485,8 @@ def unique_path(path: Path) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    """Messages hold personal data: written 0600, in folders made 0700."""
+    write_private(path, data)
 
 
 @dataclass
@@ -520,7 +519,7 @@ class Backup:
 
     def save(self, data: bytes, **values: Any) -> Path:
         path = unique_path(self.path_for(**values))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         write_atomic(path, data)
         return path
 

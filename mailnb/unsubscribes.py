@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError, MailnbError
+from .files import private_dir
 from .mailbox import Session
 from .settings import config_dir
 
@@ -52,7 +53,7 @@ def load_secret(folder: str | Path | None = None) -> bytes:
         return os.environ[SECRET_ENV].encode()
     path = Path(folder or config_dir()) / "unsubscribe.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
