@@ -100,6 +100,67 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy_target(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The journal and the message folders of --journal / --profile."""
+    from .privacy import message_folders
+    from .settings import Profile
+    prof = Profile.load(args.profile) if args.profile or not args.journal else None
+    journal = args.journal or (prof.journal if prof else None) or None
+    folders = (message_folders(prof) if prof else []) + list(args.folder or [])
+    return journal, folders
+
+
+def _said(what: str, counts: dict[str, int]) -> str:
+    return f"mailnb: {what}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from .privacy import forget
+    from .recipients import read_table
+    addresses = list(args.address)
+    if args.file:
+        table = read_table(args.file)
+        addresses += [a for a in table[table.columns[0] if "email" not in table.columns
+                                       else "email"].dropna()]
+    journal, folders = _privacy_target(args)
+    print(_said("removed", forget(addresses, journal, folders=folders)))
+    print("mailnb: only a keyed hash of each address is kept, so no later send mails it")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+    from .privacy import export
+    journal, _ = _privacy_target(args)
+    held = export(args.address, journal)
+    if args.json:
+        print(json.dumps(held, indent=2, default=str))
+        return 0
+    print(f"mailnb: held about {held['address']}" + (" (erased on request)" if held["erased"]
+                                                     else ""))
+    for kind in ("campaigns", "events", "bounces", "suppressions", "unsubscribes"):
+        rows = held[kind]
+        print(f"  {kind}: {len(rows)}")
+        for row in rows:
+            print("    " + ", ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from .privacy import purge
+    from .settings import Profile
+    journal, folders = _privacy_target(args)
+    older = args.older_than or (Profile.load(args.profile).retention if args.profile or
+                                not args.journal else "")
+    if not older:
+        print("mailnb: error: say how old: --older-than 365d, or retention = \"365d\" in the "
+              "profile", file=sys.stderr)
+        return 2
+    print(_said(f"purged what is older than {older}", purge(journal, older_than=older,
+                                                            folders=folders)))
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from .journal import history
     from .settings import Profile
@@ -251,6 +312,25 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--oauth-tenant", help="default: the profile's")
     lg.add_argument("--oauth-authority", help="replaces the provider's sign-in URL")
     lg.set_defaults(func=cmd_login)
+
+    for name, helptext, func in (
+            ("forget", "erase addresses from everything mailnb holds; never mail them again",
+             cmd_forget),
+            ("export", "print everything held about an address", cmd_export),
+            ("purge", "remove per-message detail older than the retention", cmd_purge)):
+        pp = sub.add_parser(name, help=helptext)
+        if name == "forget":
+            pp.add_argument("address", nargs="*", help="the addresses to erase")
+            pp.add_argument("--file", help="a CSV of addresses (an email column) to erase")
+        elif name == "export":
+            pp.add_argument("address")
+            pp.add_argument("--json", action="store_true", help="JSON instead of a table")
+        else:
+            pp.add_argument("--older-than", help="e.g. 365d (default: the profile's retention)")
+        pp.add_argument("--profile", help="its journal, pickup and backup folders")
+        pp.add_argument("--journal", help="the journal (default: the profile's)")
+        pp.add_argument("--folder", action="append", help="another folder of saved messages")
+        pp.set_defaults(func=func)
 
     h = sub.add_parser("history", help="who got what, when: the journal of a campaign")
     h.add_argument("campaign", nargs="?", help="the campaign (default: all)")

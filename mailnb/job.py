@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .files import open_private
 from .journal import open_journal
 from .options import closest
+from .privacy import forgotten
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
 from .sender import Campaign, send, send_test
 from .settings import PROFILE_KEYS_HELP, Profile, Relay
@@ -186,6 +187,7 @@ class Job:
         if self.follow_up_filter and isinstance(self.recipients, Audience):
             base = Audience(self.table, base.email_column, **base.options)
         changes = {"transactional": True} if self.transactional else {}
+        changes["forgotten"] = forgotten(j)
         return base.extended(unsubscribes=[e for u in unsub for e in u.to_frame().itertuples(
             index=False)], suppressions=[e for u in sup for e in u.to_frame().itertuples(
                 index=False)], blocklist=self._blocklist(), campaign=self.campaign,

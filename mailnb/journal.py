@@ -168,6 +168,10 @@ CREATE TABLE IF NOT EXISTS unsubscribes (
     at REAL NOT NULL, PRIMARY KEY (key, campaign));
 CREATE TABLE IF NOT EXISTS suppressions (
     key TEXT PRIMARY KEY, address TEXT NOT NULL, reason TEXT, source TEXT, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (hash TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS campaign_counts (
+    campaign TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, purged_at REAL NOT NULL,
+    PRIMARY KEY (campaign, status));
 """
 
 
@@ -483,6 +487,89 @@ class SQLiteJournal(Journal):
     def bounces(self) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT * FROM bounces ORDER BY at", self.db)
         df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
+        return df
+
+    # -- personal data: erasure, export, retention ------------------------------------------------
+    def forgotten_hashes(self) -> set[str]:
+        return {h for (h,) in self.db.execute("SELECT hash FROM forgotten")}
+
+    def forget(self, keys: list[str], hashes: list[str]) -> dict[str, int]:
+        """Remove every row about these addresses (case-folded keys) and keep only their hashes;
+        the file is then rewritten, so no byte of them is left in it or its WAL."""
+        marks = ",".join("?" * len(keys))
+        counts: dict[str, int] = {}
+        self.db.execute("PRAGMA secure_delete = ON")
+        with self.db:
+            self.db.execute("BEGIN")
+            rows = self.db.execute(f"SELECT campaign, key FROM recipients WHERE lower(address) "
+                                   f"IN ({marks})", keys).fetchall()
+            counts["events"] = sum(self.db.execute(
+                "DELETE FROM events WHERE campaign = ? AND key = ?", r).rowcount for r in rows)
+            counts["recipients"] = self.db.execute(
+                f"DELETE FROM recipients WHERE lower(address) IN ({marks})", keys).rowcount
+            counts["bounces"] = self.db.execute(
+                f"DELETE FROM bounces WHERE rkey IN ({marks}) OR lower(recipient) IN ({marks})",
+                keys + keys).rowcount
+            counts["unsubscribes"] = self.db.execute(
+                f"DELETE FROM unsubscribes WHERE key IN ({marks})", keys).rowcount
+            counts["suppressions"] = self.db.execute(
+                f"DELETE FROM suppressions WHERE key IN ({marks})", keys).rowcount
+            self.db.executemany("INSERT OR IGNORE INTO forgotten VALUES (?, ?)",
+                                ((h, time.time()) for h in hashes))
+        self.compact()
+        return counts
+
+    def compact(self) -> None:
+        """Rewrite the file without the space deleted rows left, and empty the WAL."""
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def about(self, key: str) -> dict[str, pd.DataFrame]:
+        """Everything held about one address (case-folded key), by kind."""
+        q = {"campaigns": ("SELECT campaign, key, address, status, attempts, code, reply, "
+                           "message_id, added_at, sent_at FROM recipients WHERE lower(address) "
+                           "= ? ORDER BY added_at", (key,)),
+             "events": ("SELECT e.at, e.campaign, e.status, e.code, e.reply, e.message_id FROM "
+                        "events e JOIN recipients r ON r.campaign = e.campaign AND r.key = "
+                        "e.key WHERE lower(r.address) = ? ORDER BY e.at", (key,)),
+             "bounces": ("SELECT at, campaign, kind, hard, reason, status, diagnostic FROM "
+                         "bounces WHERE rkey = ? ORDER BY at", (key,)),
+             "suppressions": ("SELECT address, reason, source, added_at FROM suppressions "
+                              "WHERE key = ?", (key,)),
+             "unsubscribes": ("SELECT address, campaign, source, at FROM unsubscribes WHERE "
+                              "key = ?", (key,))}
+        return {kind: pd.read_sql_query(sql, self.db, params=args)
+                for kind, (sql, args) in q.items()}
+
+    def purge_before(self, cutoff: float) -> dict[str, int]:
+        """Per-message detail of the campaigns whose last run ended before ``cutoff``: their
+        recipients, events and bounces go, their counts per state stay (``campaign_counts``),
+        as do suppressions and forgotten hashes."""
+        ended = [c for (c,) in self.db.execute(
+            "SELECT campaign FROM runs GROUP BY campaign HAVING max(coalesce(ended_at, "
+            "heartbeat)) < ?", (cutoff,))]
+        counts = {"campaigns": 0, "recipients": 0, "events": 0, "bounces": 0}
+        self.db.execute("PRAGMA secure_delete = ON")
+        with self.db:
+            self.db.execute("BEGIN")
+            for c in ended:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO campaign_counts SELECT campaign, status, count(*), ? "
+                    "FROM recipients WHERE campaign = ? GROUP BY status", (time.time(), c))
+                n = self.db.execute("DELETE FROM recipients WHERE campaign = ?", (c,)).rowcount
+                counts["campaigns"] += bool(n)
+                counts["recipients"] += n
+                counts["events"] += self.db.execute("DELETE FROM events WHERE campaign = ?",
+                                                    (c,)).rowcount
+                counts["bounces"] += self.db.execute("DELETE FROM bounces WHERE campaign = ?",
+                                                     (c,)).rowcount
+        self.compact()
+        return counts
+
+    def campaign_counts(self) -> pd.DataFrame:
+        """What is kept of purged campaigns: how many recipients ended in each state."""
+        df = pd.read_sql_query("SELECT * FROM campaign_counts ORDER BY campaign, status", self.db)
+        df["purged_at"] = pd.to_datetime(df["purged_at"], unit="s", utc=True)
         return df
 
     def events(self, campaign: str | None = None) -> pd.DataFrame:

@@ -55,6 +55,7 @@ class Plan:
     cap_left: float
     stopped_by: str | None = None                # "limit", "daily cap" or None
     states: Mapping[str, str] = field(default_factory=dict)
+    forgotten: list[Item] = field(default_factory=list)   # erased on request: never journaled
 
     @property
     def todo(self) -> list[Item]:

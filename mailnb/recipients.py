@@ -22,7 +22,8 @@ import pandas as pd
 from .errors import RecipientError
 
 #: the reasons a row can be excluded, in the order they are checked
-REASONS = ("invalid", "duplicate", "blocked", "suppressed", "unsubscribed", "not subscribed")
+REASONS = ("invalid", "duplicate", "forgotten", "blocked", "suppressed", "unsubscribed",
+           "not subscribed")
 
 _TRUE = {"1", "true", "yes", "y", "t", "subscribed", "opt-in", "optin", "on", "x"}
 _FALSE = {"0", "false", "no", "n", "f", "unsubscribed", "opt-out", "optout", "off", ""}
@@ -270,14 +271,16 @@ class Audience:
                  unsubscribes: Any = None, suppressions: Any = None, blocklist: Any = None,
                  campaign: str | None = None, exclusion_policy: str = "global",
                  subscribed_column: str | None = "subscribed", transactional: bool = False,
-                 check_deliverability: bool = False, allow_test_domains: bool = False) -> None:
+                 check_deliverability: bool = False, allow_test_domains: bool = False,
+                 forgotten: Any = None) -> None:
         _check_input(data, email_column, exclusion_policy)
         self.options = dict(unsubscribes=unsubscribes, suppressions=suppressions,
                             blocklist=blocklist, campaign=campaign,
                             exclusion_policy=exclusion_policy, subscribed_column=subscribed_column,
                             transactional=transactional,
                             check_deliverability=check_deliverability,
-                            allow_test_domains=allow_test_domains)
+                            allow_test_domains=allow_test_domains, forgotten=forgotten)
+        self.forgotten = forgotten
         self.data = data
         self.email_column = email_column
         self.campaign = campaign
@@ -334,6 +337,8 @@ class Audience:
 
     def _exclusion(self, key: str, row: Any, sub_values: Any) -> tuple[str, str] | None:
         """(reason, detail) when a valid, first-seen address is excluded by a list, else None."""
+        if self.forgotten is not None and (why := self.forgotten.match(key)) is not None:
+            return "forgotten", why
         why = self.blocklist.match(key)
         if why is not None:
             return "blocked", why

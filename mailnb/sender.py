@@ -33,6 +33,7 @@ from .messages import build_message
 from .options import SendOptions, signature_of
 from .pacing import CAP_PERIOD, Pacer, Pacing
 from .plan import Item, Plan, make_plan
+from .privacy import forgotten
 from .progress import Progress, Stats
 from .recipients import Audience, normalize
 from .runner import run_sync
@@ -457,11 +458,16 @@ def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str
         threads = dict(zip(earlier["key"], earlier["message_id"]))
     aud = campaign.audience
     sent = journal.sent_since(account, time.time() - CAP_PERIOD) if pacing.daily_cap else 0
-    plan = make_plan(campaign.recipients(), journal.states(campaign.name), campaign=campaign.name,
+    items = campaign.recipients()
+    erased = forgotten(journal)
+    gone = [it for it in items if erased.match(it.address.casefold())] if len(erased) else []
+    items = [it for it in items if it not in gone] if gone else items
+    plan = make_plan(items, journal.states(campaign.name), campaign=campaign.name,
                      pacing=pacing, sent_last_24h=sent, resend_unknown=resend_unknown,
                      threads=threads, suppressions=journal.suppressions(),
                      unsubscribes=None if aud.transactional else journal.unsubscribes(),
                      policy=aud.exclusion_policy)
+    plan.forgotten = gone
     if plan.unreached:
         _say(f"{len(plan.unreached)} recipient(s) never got {campaign.follow_up!r}: no reminder "
              "for them")
@@ -673,6 +679,11 @@ def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
         parts.append(pd.DataFrame({"address": ex["address"], "status": "excluded",
                                    "reason": ex["reason"], "reply": ex["detail"], "attempts": 0,
                                    "this_run": False}, index=ex.index))
+    if plan is not None and plan.forgotten:
+        parts.append(pd.DataFrame({"address": [it.address for it in plan.forgotten],
+                                   "status": "excluded", "attempts": 0, "this_run": False,
+                                   "reason": "forgotten"},
+                                  index=[it.row for it in plan.forgotten]))
     if plan is not None and plan.unreached:
         parts.append(pd.DataFrame({"address": [it.address for it in plan.unreached],
                                    "status": "excluded", "attempts": 0, "this_run": False,

@@ -604,6 +604,7 @@ class Profile:
     backup: str = ""                   # a path pattern for a copy of each sent message
     resend_unknown: bool = False
     requeue_errors: bool = False
+    retention: str = ""                # e.g. "365d": `mailnb purge` removes older detail
     unsubscribe_mailto: str = ""
     unsubscribe_url: str = ""
     dkim_selector: str = ""
@@ -753,7 +754,7 @@ class Profile:
     def _pacing_problems(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, check in (("rate", parse_rate), ("block_pause", parse_duration),
-                            ("window", Window.parse)):
+                            ("window", Window.parse), ("retention", parse_duration)):
             value = getattr(self, name)
             if value:
                 try:
@@ -861,6 +862,8 @@ PROFILE_KEYS_HELP = {
     "bounce_folder": "the folder `mailnb bounces` reads",
     "bounce_threshold": "soft bounces in 30 days before an address is suppressed",
     "processed_folder": "move processed reports there (else flag them)",
+    "retention": "how long per-message detail is kept (`365d`): `mailnb purge` (cron) removes "
+                 "what is older; off when empty",
 }
 
 

@@ -103,3 +103,115 @@ def test_an_existing_journal_others_can_read_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mailnb.SQLiteJournal(path).close()
+
+
+def campaign_with_everything(smtp, tmp_path, dovecot=None):
+    """A campaign with backups and a pickup copy, a bounce, an unsubscribe and a suppression of
+    ``gone@example.com`` in one journal."""
+    from mailnb.bounces import Bounce
+    journal = mailnb.SQLiteJournal(tmp_path / "j.sqlite")
+    df = people(addresses=["gone@example.com", "stay@example.com", "also@example.com"])
+    tmpl = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+    c = mailnb.Campaign("study", mailnb.Audience(df), tmpl, from_addr="news@example.org")
+    res = mailnb.send(c, mailnb.Relay("127.0.0.1", smtp.port, security="none"), journal=journal,
+                      progress=None, backup=str(tmp_path / "sent" / "{campaign}"))
+    mailnb.send(mailnb.Campaign("copy", mailnb.Audience(df), tmpl, from_addr="news@example.org"),
+                mailnb.Pickup(tmp_path / "outbox"), journal=journal, progress=None)
+    mid = res.loc[0, "message_id"]
+    journal.record_bounces("report-1", [Bounce("gone@example.com", "4.2.2", 452, "mailbox full",
+                                               "mailboxfull", False, message_id=mid)])
+    journal.unsubscribe("gone@example.com", "study", "reply")
+    journal.suppress("gone@example.com", "hard bounce", "bounces")
+    return journal, df, tmpl
+
+
+def test_forget_leaves_no_byte_and_the_next_send_excludes_the_person(smtp, tmp_path, config_dir):
+    from mailnb.privacy import export, forget
+    journal, df, tmpl = campaign_with_everything(smtp, tmp_path)
+    before = export("GONE@example.com", journal)
+    assert {r["campaign"] for r in before["campaigns"]} == {"study", "copy"}
+    assert len(before["bounces"]) == 1 and len(before["unsubscribes"]) == 1
+    assert len(before["suppressions"]) == 1 and len(before["events"]) >= 2
+    assert not before["erased"]
+    counts = forget(["gone@example.com"], journal,
+                    folders=[tmp_path / "sent", tmp_path / "outbox"])
+    assert counts["recipients"] == 2 and counts["bounces"] == 1 and counts["message files"] == 2
+    journal.close()
+    files = [*tmp_path.glob("j.sqlite*"), *(tmp_path / "sent").rglob("*.eml"),
+             *(tmp_path / "outbox").rglob("*.eml")]
+    assert len(files) >= 5                      # the journal, and the others' messages remain
+    for f in files:
+        assert b"gone@example.com" not in f.read_bytes().lower(), f
+    journal = mailnb.SQLiteJournal(tmp_path / "j.sqlite")
+    after = export("gone@example.com", journal)
+    assert after["erased"] and not any(after[k] for k in ("campaigns", "events", "bounces",
+                                                          "suppressions", "unsubscribes"))
+    # the next send of the same audience, through a Job and through send(), excludes them
+    job = mailnb.Job(campaign="study-2", recipients=df, template=tmpl, host="127.0.0.1",
+                     port=smtp.port, security="none", from_addr="news@example.org",
+                     journal=str(tmp_path / "j.sqlite"), progress=False)
+    assert dict(zip(job.audience.excluded["address"], job.audience.excluded["reason"])) == \
+        {"gone@example.com": "forgotten"}
+    res = job.send()
+    res2 = mailnb.send(mailnb.Campaign("study-3", mailnb.Audience(df), tmpl,
+                                       from_addr="news@example.org"),
+                       mailnb.Relay("127.0.0.1", smtp.port, security="none"), journal=journal,
+                       progress=None)
+    for r in (res, res2):
+        assert r.loc[0, "status"] == "excluded" and r.loc[0, "reason"] == "forgotten"
+    assert [m.rcpt_tos for m in smtp.recorder.messages].count(["gone@example.com"]) == 1
+    journal.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for f in tmp_path.glob("j.sqlite*"):
+        assert b"gone@example.com" not in f.read_bytes().lower()
+
+
+def test_forget_and_export_from_the_command_line(smtp, tmp_path, config_dir):
+    import json
+    journal, _, _ = campaign_with_everything(smtp, tmp_path)
+    journal.close()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MAILNB_CONFIG_DIR": str(config_dir),
+           "MAILNB_UNSUBSCRIBE_SECRET": os.environ["MAILNB_UNSUBSCRIBE_SECRET"]}
+    cli = [sys.executable, "-m", "mailnb.cli"]
+    j = ["--journal", str(tmp_path / "j.sqlite")]
+    r = subprocess.run(cli + ["export", "gone@example.com", "--json", *j], env=env,
+                       capture_output=True, text=True, timeout=60)
+    held = json.loads(r.stdout)
+    assert len(held["campaigns"]) == 2 and held["bounces"][0]["reason"] == "mailboxfull"
+    (tmp_path / "erase.csv").write_text("email\ngone@example.com\n")
+    r = subprocess.run(cli + ["forget", "--file", str(tmp_path / "erase.csv"), *j, "--folder",
+                              str(tmp_path / "sent"), "--folder", str(tmp_path / "outbox")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "2 recipients" in r.stdout and "2 message files" in r.stdout
+    r = subprocess.run(cli + ["export", "gone@example.com", *j], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert "(erased on request)" in r.stdout and "campaigns: 0" in r.stdout
+
+
+def test_purge_removes_old_detail_and_keeps_counts_and_suppressions(smtp, tmp_path, config_dir):
+    import time as _time
+    journal, _, _ = campaign_with_everything(smtp, tmp_path)
+    old = _time.time() - 400 * 86400
+    journal.db.execute("UPDATE runs SET ended_at = ?, heartbeat = ? WHERE campaign = 'study'",
+                       (old, old))
+    for f in (tmp_path / "sent").rglob("*.eml"):
+        os.utime(f, (old, old))
+    journal.close()
+    Profile(name="kept", host="127.0.0.1", requires_auth=False, retention="365d",
+            journal=str(tmp_path / "j.sqlite"),
+            backup=str(tmp_path / "sent" / "{campaign}")).save()
+    r = subprocess.run([sys.executable, "-m", "mailnb.cli", "purge", "--profile", "kept"],
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                            "MAILNB_CONFIG_DIR": str(config_dir)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "older than 365d" in r.stdout and "3 recipients" in r.stdout
+    assert "3 message files" in r.stdout
+    journal = mailnb.SQLiteJournal(tmp_path / "j.sqlite")
+    assert journal.history("study").empty and journal.events("study").empty
+    assert len(journal.history("copy")) == 3                 # the recent campaign is kept
+    counts = journal.campaign_counts()
+    assert dict(zip(counts["status"], counts["n"])) == {"sent": 2, "bounced": 1} and \
+        set(counts["campaign"]) == {"study"}
+    assert "gone@example.com" in set(journal.suppressed()["address"])
+    assert list((tmp_path / "sent").rglob("*.eml")) == []

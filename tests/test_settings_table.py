@@ -98,6 +98,7 @@ EFFECTS = {
     "bounce_folder": "test_notebooks.py::test_cli_bounces",
     "bounce_threshold": "test_mailbox.py::test_soft_bounces_reach_the_threshold_and_a_success_resets",
     "processed_folder": "test_mailbox.py::test_move_to_processed_folder_and_pop3",
+    "retention": "test_privacy.py::test_purge_removes_old_detail_and_keeps_counts_and_suppressions",
 }
 
 
