@@ -103,6 +103,13 @@ def test_an_existing_journal_others_can_read_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mailnb.SQLiteJournal(path).close()
+    shared_folder = tmp_path / "outbox"
+    shared_folder.mkdir(mode=0o755)
+    os.chmod(shared_folder, 0o755)
+    with pytest.warns(UserWarning, match=r"chmod 700 .*outbox"):
+        mailnb.send(mailnb.Campaign("w", mailnb.Audience(people(1)), mailnb.Template("s", text="t"),
+                                    from_addr="news@example.org"), mailnb.Pickup(shared_folder),
+                    journal=mailnb.SQLiteJournal(tmp_path / "j2.sqlite"), progress=None)
 
 
 def campaign_with_everything(smtp, tmp_path, dovecot=None):
