@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
-from .errors import ConfigError
+from .errors import ConfigError, PreflightError
 from .files import open_private
 from .journal import open_journal
 from .options import closest
 from .privacy import forgotten
-from .recipients import Audience, Blocklist, Suppressions, Unsubscribes, read_table
+from .recipients import (Audience, Blocklist, Suppressions, Unsubscribes, csv_lines,
+                         read_table)
 from .sender import Campaign, send, send_test
 from .settings import PROFILE_KEYS_HELP, Profile, Relay
 from .templates import Template
@@ -43,6 +44,7 @@ class Job:
                        "the sample")
     profile: Any = _s("a saved profile (relay, From, pacing); default $MAILNB_PROFILE")
     email_column: str | None = _s("the column that holds the addresses (default email)")
+    encoding: str | None = _s("the recipients file's text encoding (default: detected)")
     # -- the audience
     unsubscribes: str | None = _s("CSV of unsubscribed addresses (email[,campaign])")
     suppressions: str | None = _s("CSV of suppressed addresses")
@@ -166,7 +168,8 @@ class Job:
         elif isinstance(self.recipients, pd.DataFrame):
             df = self.recipients
         else:
-            df = read_table(SAMPLE_RECIPIENTS if self.uses_sample else self.recipients)
+            df = read_table(SAMPLE_RECIPIENTS if self.uses_sample else self.recipients,
+                            encoding=self.encoding or None)
         return df.query(self.follow_up_filter) if self.follow_up_filter else df
 
     @functools.cached_property
@@ -226,7 +229,15 @@ class Job:
         return self.template_obj.preview(self.audience, n=n)
 
     def preflight(self) -> pd.DataFrame:
-        return self.template_obj.preflight(self.audience)
+        """Every problem, each with its row and, for a CSV, the file's line."""
+        return self._with_lines(self.template_obj.preflight(self.audience))
+
+    def _with_lines(self, problems: pd.DataFrame) -> pd.DataFrame:
+        lines = csv_lines(self.table)
+        if lines and len(problems):
+            problems = problems.copy()
+            problems.insert(1, "line", problems["row"].map(lines).astype("Int64"))
+        return problems
 
     def send_test(self, to: str | None = None, rows: int | None = None) -> pd.DataFrame:
         """The first messages exactly as they will go out, to ``to`` only, marked [TEST]."""
@@ -253,7 +264,17 @@ class Job:
 
     def send(self) -> pd.DataFrame:
         """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""
-        self._result = send(self.campaign_obj, self.relay(), **self.send_options())
+        try:
+            self._result = send(self.campaign_obj, self.relay(), **self.send_options())
+        except PreflightError as err:
+            problems = self._with_lines(err.problems)
+            if "line" in problems:
+                where = ", ".join(f"row {r} is line {n}" for r, n in
+                                  problems.dropna(subset=["line"])[["row", "line"]]
+                                  .drop_duplicates().head(10).itertuples(index=False))
+                raise PreflightError(f"{err} ({where} of {self.recipients})", problems) \
+                    from None
+            raise
         return self._result
 
     def write_results(self, path: str | Path | None = None) -> Path:

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import email_validator
@@ -419,26 +420,84 @@ class Audience:
                 f"<table><tr><th>outcome</th><th>rows</th></tr>{rows}</table></div>")
 
 
-def read_table(path: Any, **options: Any) -> pd.DataFrame:
+def detect_encoding(path: Any, sample: int = 1 << 20) -> str:
+    """UTF-8 (with or without a BOM) when the file is; otherwise what charset-normalizer finds
+    (Excel's "CSV" on Windows is cp1252 / Latin-1)."""
+    import codecs
+    raw = Path(path).read_bytes()[:sample]
+    if raw.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as err:
+        if err.start >= len(raw) - 4 and len(raw) == sample:
+            return "utf-8"                      # the sample ends inside a character
+    import charset_normalizer
+    best = charset_normalizer.from_bytes(raw).best()
+    return best.encoding if best is not None else "latin-1"
+
+
+def read_table(path: Any, *, encoding: str | None = None, **options: Any) -> pd.DataFrame:
     """Read recipients from CSV, TSV, Excel (.xlsx, .xls) or Parquet, by the file's extension.
-    Every column is read as text (so ZIP codes and IDs keep their leading zeros)."""
-    from pathlib import Path
-    p = Path(path)
+    Every column is read as text (so ZIP codes and IDs keep their leading zeros). A text file's
+    encoding is detected unless given (``encoding="latin-1"``). Every error names the file."""
+    p = Path(path).expanduser()
     if not p.is_file():
         raise RecipientError(f"recipients file {str(p)!r} does not exist")
+    if p.stat().st_size == 0:
+        raise RecipientError(f"recipients file {p} is empty: there is nobody to send to")
     suffix = p.suffix.lower()
+    if suffix not in (".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet", ".pq"):
+        raise RecipientError(f"{p.name}: unknown file type {suffix!r}; use .csv, .tsv, .xlsx or "
+                             ".parquet")
     try:
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(p, dtype=str, keep_default_na=True, **options)
-        if suffix == ".tsv":
-            return pd.read_csv(p, sep="\t", dtype=str, **options)
-        if suffix in (".xlsx", ".xlsm", ".xls"):
-            return pd.read_excel(p, dtype=str, **options)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p, **options)
+        df = _read(p, suffix, encoding, options)
     except ImportError as err:
-        raise RecipientError(f"reading {p.name} needs an extra package: {err}. Install it with "
-                             f"pip install openpyxl (Excel) or pip install pyarrow (Parquet).") \
-            from None
-    raise RecipientError(f"{p.name}: unknown file type {suffix!r}; use .csv, .tsv, .xlsx or "
-                         ".parquet")
+        extra = "mailnb[excel]" if suffix.startswith(".xls") else "pyarrow"
+        raise RecipientError(f"reading {p.name} needs an extra package ({err.name or err}): "
+                             f"pip install '{extra}'") from None
+    except UnicodeDecodeError as err:
+        raise RecipientError(
+            f"{p}: not readable as {err.encoding} text (byte {err.start}). Give the file's "
+            "encoding: encoding='latin-1' in Python, --encoding latin-1 on the command line, "
+            "or save it as UTF-8") from None
+    except LookupError as err:
+        raise RecipientError(f"{p}: {err}; name an encoding such as utf-8 or latin-1") from None
+    except pd.errors.EmptyDataError:
+        raise RecipientError(f"recipients file {p} has no columns: it is empty") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise RecipientError(f"recipients file {p} cannot be read: {err}") from None
+    if df.empty:
+        raise RecipientError(f"recipients file {p} has a header but no rows: there is nobody "
+                             "to send to")
+    return df
+
+
+def _read(p: Path, suffix: str, encoding: str | None, options: dict[str, Any]) -> pd.DataFrame:
+    if suffix in (".csv", ".txt", ".tsv"):
+        enc = encoding or detect_encoding(p)
+        sep = "\t" if suffix == ".tsv" else options.pop("sep", ",")
+        df = pd.read_csv(p, sep=sep, dtype=str, encoding=enc, **options)
+        df.attrs["source"] = {"path": str(p), "encoding": enc, "sep": sep}
+        return df
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(p, **options)
+    return pd.read_excel(p, dtype=str, **options)
+
+
+def csv_lines(frame: pd.DataFrame) -> dict[Any, int]:
+    """For a table read from CSV/TSV by ``read_table``, the file's line number of each row (its
+    first physical line; quoted line breaks and blank lines counted as pandas counts them)."""
+    import csv
+    source = frame.attrs.get("source")
+    if not source or not pd.api.types.is_integer_dtype(frame.index):
+        return {}
+    starts, prev = [], 0
+    with open(source["path"], newline="", encoding=source["encoding"]) as f:
+        reader = csv.reader(f, delimiter=source["sep"])
+        for record in reader:
+            if record:
+                starts.append(prev + 1)
+            prev = reader.line_num
+    return dict(zip(range(len(starts) - 1), starts[1:]))

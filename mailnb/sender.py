@@ -485,6 +485,12 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> None:
     advised: set[tuple[str, str]] = set()
     try:
         campaign.template.compile()
+        columns = [str(c) for c in campaign.audience.sendable.columns]
+        unknown = campaign.template.field_problems(
+            columns, items[0].values if items else None, {"unsubscribe_url": "https://x.invalid/"})
+        if unknown:                 # every row would fail alike: say each field once
+            problems.extend(unknown)
+            items = []
     except TemplateError as err:
         problems.append((None, err.field or "", str(err), "error"))
         items = []

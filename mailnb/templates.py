@@ -331,6 +331,46 @@ class Template:
         self.compile()
         return set().union(*self._variables.values()) - {"row"}
 
+    def unknown_fields(self, columns: list[str], known: set[str] = frozenset()
+                       ) -> list[tuple[str, str, int | None, str | None]]:
+        """(variable, part, line, closest column) for every variable the template uses that is
+        neither a column nor given by mailnb (``row``, ``unsubscribe_url``, ``known``)."""
+        import difflib
+        self.compile()
+        given = set(columns) | {"row", "unsubscribe_url"} | set(known)
+        found = []
+        for part, names in self._variables.items():
+            for name in sorted(names - given):
+                line = next((n for n, text in enumerate(self.sources[part].splitlines(), 1)
+                             if re.search(rf"{{[{{%][^}}]*\b{re.escape(name)}\b", text)), None)
+                near = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+                found.append((name, part, line, near[0] if near else None))
+        return found
+
+    def field_problems(self, columns: list[str], first: Mapping[str, Any] | None,
+                       context: Mapping[str, Any] | None = None
+                       ) -> list[tuple[Any, str, str, str]]:
+        """Every unknown merge field at once (not only the first a render stops at), when the
+        first row shows they are really used (a field guarded by ``is defined`` is not)."""
+        unknown = self.unknown_fields(columns, set(context or ()))
+        if not unknown or first is None:
+            return []
+        out = []
+        names = {name for name, *_ in unknown}
+        for name, part, line, near in unknown:
+            others = {n: "" for n in names - {name}}
+            try:                  # each alone: a field guarded by `is defined` renders fine
+                self.render(first, context={**(context or {}), **others})
+                continue
+            except TemplateError as err:
+                if f"'{name}' is undefined" not in str(err):
+                    continue
+            where = f"template {part}" + (f", line {line}" if line else "")
+            hint = f"did you mean {{{{ {near} }}}}? " if near else ""
+            out.append((None, part, f"{where}: {{{{ {name} }}}} is no column of the recipients; "
+                        f"{hint}the columns are {sorted(columns)}", "error"))
+        return out
+
     # -- rendering ---------------------------------------------------------------------------------
     def render(self, row: Mapping[str, Any], *, row_id: Any = None,
                context: Mapping[str, Any] | None = None, default_footer: str | None = None,
@@ -470,19 +510,26 @@ class Template:
         ``row``, ``field`` and ``error`` (empty when all is well). Template syntax errors are
         reported with ``row`` None and the template's line number."""
         problems: list[tuple[Any, str, str, str]] = []
-        columns = ["row", "field", "error", "severity"]
+        columns_out = ["row", "field", "error", "severity"]
         try:
             self.compile()
         except TemplateError as err:
             problems.append((None, err.field or "", str(err), "error"))
-            return pd.DataFrame(problems, columns=columns)
+            return pd.DataFrame(problems, columns=columns_out)
+        frame = audience.sendable if hasattr(audience, "sendable") else audience
+        columns = [str(c) for c in frame.columns]
+        first = dict(zip(columns, next(frame.itertuples(index=False, name=None), ()))) \
+            if len(frame) else None
+        unknown = self.field_problems(columns, first, {"unsubscribe_url": "https://x.invalid/"})
+        if unknown:
+            return pd.DataFrame(unknown, columns=columns_out)
         advised: set[tuple[str, str]] = set()
         for idx, result in self.iter_rendered(audience, context=context, **render_options):
             if isinstance(result, TemplateError):
                 problems.append((idx, result.field or "", str(result), "error"))
                 continue
             problems.extend(check_rendered(result, idx, max_size, advised))
-        return pd.DataFrame(problems, columns=columns)
+        return pd.DataFrame(problems, columns=columns_out)
 
     def preview(self, audience: Any, n: int = 3, **render_options: Any) -> Preview:
         """The first ``n`` rendered messages, shown in the cell (HTML as HTML)."""

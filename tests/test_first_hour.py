@@ -1,0 +1,84 @@
+"""The first hour (part of issue 14): recipient files that say what is wrong with them, naming the
+file; a Latin-1 CSV as Excel saves it; every unknown merge field reported at once, with the
+template line and the CSV line."""
+import subprocess
+import sys
+
+import pytest
+
+import mailnb
+from mailnb import PreflightError, RecipientError
+from mailnb.recipients import csv_lines, read_table
+
+
+def test_recipient_files_say_what_is_wrong_with_them(tmp_path, smtp, config_dir):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(RecipientError, match=r"empty\.csv is empty"):
+        read_table(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("email,first_name\n")
+    with pytest.raises(RecipientError, match=r"header\.csv has a header but no rows"):
+        read_table(header)
+    latin = tmp_path / "excel.csv"                      # what Excel on Windows saves
+    latin.write_bytes("email,first_name\nrene@example.com,René\njoel@example.com,Joël\n"
+                      .encode("cp1252"))
+    df = read_table(latin)
+    assert list(df["first_name"]) == ["René", "Joël"]
+    with pytest.raises(RecipientError, match=r"excel\.csv: not readable as utf-8.*--encoding"):
+        read_table(latin, encoding="utf-8")
+    assert list(read_table(latin, encoding="cp1252")["first_name"]) == ["René", "Joël"]
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "x.xlsx", "w") as z:      # what pandas recognises as .xlsx
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(RecipientError, match=r"pip install 'mailnb\[excel\]'"):
+        read_table(tmp_path / "x.xlsx")
+    # the CLI door: a clear line, no traceback, and --encoding reaches the reader
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("Hi {{ first_name }}")
+    (tpl / "body.txt").write_text("x")
+    cli = [sys.executable, "-m", "mailnb.cli", "send", "--template", str(tpl), "--campaign", "c",
+           "--from", "news@example.org", "--host", "127.0.0.1", "--port", str(smtp.port),
+           "--security", "none", "--journal", str(tmp_path / "j.sqlite"), "--new-journal"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MAILNB_CONFIG_DIR": str(config_dir)}
+    r = subprocess.run(cli + ["--recipients", str(empty)], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "empty.csv is empty" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cli + ["--recipients", str(latin), "--encoding", "cp1252"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted(m.rcpt_tos[0] for m in smtp.recorder.messages) == ["joel@example.com",
+                                                                     "rene@example.com"]
+    import email
+    from email import policy
+    subjects = {str(email.message_from_bytes(m.data, policy=policy.default)["Subject"])
+                for m in smtp.recorder.messages}
+    assert subjects == {"Hi René", "Hi Joël"}           # the names came through the encoding
+
+
+def test_every_unknown_merge_field_at_once_with_template_and_csv_lines(tmp_path, smtp):
+    csv = tmp_path / "people.csv"
+    csv.write_text('email,first_name,note\n\na@example.com,Ann,"two\nlines"\n'
+                   'b@example.com,,x\nc@example.com,Cat,y\n')
+    df = read_table(csv)
+    assert csv_lines(df) == {0: 3, 1: 5, 2: 6}          # a blank line and a quoted line break
+    tmpl = mailnb.Template("Hello {{ frist_name }}",
+                           text="Dear {{ first_name }},\nyour slot is {{ slot }}.\n"
+                                "{% if nick is defined %}{{ nick }}{% endif %}")
+    problems = tmpl.preflight(mailnb.Audience(df))
+    errors = problems["error"].tolist()
+    assert len(errors) == 2                             # both unknown fields, each once
+    assert "template subject, line 1: {{ frist_name }}" in errors[0]
+    assert "did you mean {{ first_name }}" in errors[0]
+    assert "template text, line 2: {{ slot }}" in errors[1]
+    job = mailnb.Job(campaign="lines", recipients=str(csv), template=mailnb.Template(
+        "Hello {{ first_name }}", text="x"), host="127.0.0.1", port=smtp.port, security="none",
+        from_addr="news@example.org", journal=str(tmp_path / "j.sqlite"), new_journal=True,
+        progress=False)
+    shown = job.preflight()
+    assert shown.loc[shown["severity"] == "error", ["row", "line"]].values.tolist() == [[1, 5]]
+    with pytest.raises(PreflightError, match="row 1 is line 5") as info:
+        job.send()
+    assert info.value.problems["line"].dropna().tolist() == [5]
+    assert smtp.recorder.messages == []
