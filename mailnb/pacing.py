@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -184,9 +185,13 @@ class Pacing:
             raise ConfigError("a block pause needs a block size (block_size=50, block_pause='2min')")
         if size and not pause_s:
             raise ConfigError(f"blocks of {size} need a pause between them (block_pause='2min')")
+        rate_s = parse_rate(rate)
+        if rate_s is not None and rate_s < 1 / 3600:
+            warnings.warn(f"rate {rate!r} sends fewer than one message an hour; to limit the "
+                          f"number a day, use daily_cap (--daily-cap) instead", stacklevel=3)
         if window is not None and not isinstance(window, Window):
             window = Window.parse(window) if str(window).strip() else None
-        return cls(parse_rate(rate), size, pause_s, _count("daily_cap", daily_cap),
+        return cls(rate_s, size, pause_s, _count("daily_cap", daily_cap),
                    _count("limit", limit), concurrency, window)
 
     def with_(self, **changes: Any) -> Pacing:

@@ -29,11 +29,13 @@ def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = 
     thread = threading.Thread(target=target, name="mailnb-loop", daemon=True)
     thread.start()
     interrupted = False
-    while thread.is_alive():
-        try:
-            thread.join(interval)
-            if tick is not None:
-                tick()
+    while True:
+        try:             # every wait inside the handler: an interrupt never leaves a run behind
+            while thread.is_alive():
+                thread.join(interval)
+                if tick is not None:
+                    tick()
+            break
         except KeyboardInterrupt:
             if interrupted or on_interrupt is None:
                 raise

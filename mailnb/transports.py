@@ -420,6 +420,13 @@ class SMTPConnection:
         if code != 421:
             await pipe.write(b"RSET\r\n")
             await pipe.read(self.relay.timeout)
+        if step == "MAIL" and (code == 530 or "authentication required" in text.lower()):
+            self._drop()            # RFC 4954 6: the relay wants a login first
+            raise AuthenticationError(
+                f"{self.where} wants a login before it takes mail ({code} {text}): give the "
+                "username (username='...' in Python, --username on the command line) and the "
+                "password in $MAILNB_SMTP_PASSWORD or the keyring", host=self.relay.host,
+                port=self.relay.port, code=code)
         if step == "MAIL" and code >= 500 and code not in (552, 554):
             self._drop()
             raise RelayError(f"{self.where} refuses the sender {sender}: {code} {text}. "

@@ -82,3 +82,32 @@ def test_every_unknown_merge_field_at_once_with_template_and_csv_lines(tmp_path,
         job.send()
     assert info.value.problems["line"].dropna().tolist() == [5]
     assert smtp.recorder.messages == []
+
+
+def test_a_relay_that_wants_a_login_says_so(journal):
+    from aiosmtpd.controller import Controller
+    from conftest import campaign, people
+    from smtp_servers import Recorder, authenticator, free_port
+    port = free_port()
+    ctl = Controller(Recorder(), hostname="127.0.0.1", port=port, auth_required=True,
+                     auth_require_tls=False, authenticator=authenticator({"u": "p"}))
+    ctl.start()
+    try:
+        with pytest.raises(mailnb.AuthenticationError) as info:
+            mailnb.send(campaign(people(2)), mailnb.Relay("127.0.0.1", port, security="none",
+                                                          timeout=5), journal=journal,
+                        progress=None)
+        text = str(info.value)
+        assert "wants a login" in text and "--username" in text and "From address" not in text
+        assert set(journal.history("test")["status"]) == {"pending"}
+    finally:
+        ctl.stop()
+
+
+def test_a_rate_below_one_an_hour_is_questioned():
+    with pytest.warns(UserWarning, match="daily_cap"):
+        mailnb.Pacing.build(rate="1/day")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mailnb.Pacing.build(rate="2/h")
