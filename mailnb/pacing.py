@@ -40,7 +40,7 @@ def parse_rate(rate: str | float | None) -> float | None:
     if not m or m.group(2) not in _UNITS:
         raise ConfigError(f"rate {rate!r} is not understood; write e.g. '600/h', '10/min' or '5/s'")
     if float(m.group(1)) <= 0:
-        raise ConfigError(f"rate {rate!r} must be above 0 (leave it empty for no limit)")
+        raise ConfigError(f"rate {rate!r} must be above 0 (0 alone means no limit)")
     return float(m.group(1)) / _UNITS[m.group(2)]
 
 
