@@ -122,10 +122,17 @@ def make_plan(items: list[Item], states: Mapping[str, str], *, campaign: str,
               pacing: Pacing, sent_last_24h: int = 0, resend_unknown: bool = False,
               threads: Mapping[str, str] | None = None,
               suppressions: AddressList | None = None, unsubscribes: AddressList | None = None,
-              policy: str = "global") -> Plan:
+              policy: str = "global", forgotten: Any = None) -> Plan:
     """Who is due now. ``states`` is the journal's state per key; ``threads`` the earlier campaign's
     Message-ID per key for a reminder; ``sent_last_24h`` what the relay account sent in the rolling
-    day (for the daily cap)."""
+    day (for the daily cap); ``forgotten`` the erased addresses (``match(key)``), which the plan
+    leaves out entirely, so nothing about them is journaled."""
+    erased: list[Item] = []
+    if forgotten is not None and len(forgotten):
+        kept = []
+        for it in items:
+            (erased if forgotten.match(it.address.casefold()) is not None else kept).append(it)
+        items = kept
     unreached: list[Item] = []
     if threads is not None:
         items, unreached = follow_up_threads(items, threads)
@@ -139,4 +146,4 @@ def make_plan(items: list[Item], states: Mapping[str, str], *, campaign: str,
     if n_now < len(todo):
         stopped_by = "daily cap" if cap_left <= (pacing.limit or math.inf) else "limit"
     return Plan(items, todo[:n_now], todo[n_now:], skipped, unreached, done_before, cap_left,
-                stopped_by, states)
+                stopped_by, states, erased)

@@ -458,16 +458,11 @@ def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str
         threads = dict(zip(earlier["key"], earlier["message_id"]))
     aud = campaign.audience
     sent = journal.sent_since(account, time.time() - CAP_PERIOD) if pacing.daily_cap else 0
-    items = campaign.recipients()
-    erased = forgotten(journal)
-    gone = [it for it in items if erased.match(it.address.casefold())] if len(erased) else []
-    items = [it for it in items if it not in gone] if gone else items
-    plan = make_plan(items, journal.states(campaign.name), campaign=campaign.name,
+    plan = make_plan(campaign.recipients(), journal.states(campaign.name), campaign=campaign.name,
                      pacing=pacing, sent_last_24h=sent, resend_unknown=resend_unknown,
                      threads=threads, suppressions=journal.suppressions(),
                      unsubscribes=None if aud.transactional else journal.unsubscribes(),
-                     policy=aud.exclusion_policy)
-    plan.forgotten = gone
+                     policy=aud.exclusion_policy, forgotten=forgotten(journal))
     if plan.unreached:
         _say(f"{len(plan.unreached)} recipient(s) never got {campaign.follow_up!r}: no reminder "
              "for them")
@@ -762,10 +757,9 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, opts: SendOptions,
         Backup(opts.backup).check()
     j = open_journal(opts.journal, new=opts.new_journal, create=not opts.dry_run)
     try:
-        plan = plan_send(campaign, j, pacing, relay.account, resend_unknown=opts.resend_unknown)
         if opts.reset and not opts.dry_run:
             j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
-            plan = plan_send(campaign, j, pacing, relay.account)
+        plan = plan_send(campaign, j, pacing, relay.account, resend_unknown=opts.resend_unknown)
         preflight(campaign, plan.todo, opts.max_size or DEFAULT_MAX_SIZE)
         eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
         what = (f"campaign {campaign.name!r}: {plan.describe()}; {relay.describe()}; "

@@ -115,3 +115,13 @@ def test_options_override_the_profile_in_one_place():
     assert pacing.limit == 20                       # None: the profile's
     assert pacing.rate == pytest.approx(10 / 60) and pacing.concurrency == 3
     assert opts.retries == 5
+
+
+def test_erased_addresses_leave_the_plan_entirely():
+    from mailnb.privacy import Forgotten, address_hash
+    secret = b"s"
+    erased = Forgotten([address_hash("p1@example.com", secret)], secret)
+    plan = make_plan(items(3), {}, campaign="c", pacing=Pacing.build(), forgotten=erased)
+    assert [it.key for it in plan.forgotten] == ["p1@example.com"]
+    assert [it.key for it in plan.items] == ["p0@example.com", "p2@example.com"]
+    assert [it.key for it in plan.due] == ["p0@example.com", "p2@example.com"]
