@@ -178,23 +178,21 @@ class Job:
         unsubscribes and suppressions, so the numbers shown are the numbers sent. ``recipients``
         may be an Audience built with options of its own (``check_deliverability``, ...)."""
         j = self.journal_obj
-        unsub = [Unsubscribes(j.unsubscribes())]
+        unsub = Unsubscribes(j.unsubscribes()).entries()
         unsub_file = self.unsubscribes or (SAMPLE_UNSUBSCRIBES if self.uses_sample else None)
         if unsub_file:
-            unsub.append(Unsubscribes.from_csv(unsub_file))
-        sup = [Suppressions(j.suppressions())]
+            unsub += Unsubscribes.from_csv(unsub_file).entries()
+        sup = Suppressions(j.suppressions()).entries()
         if self.suppressions:
-            sup.append(Suppressions.from_csv(self.suppressions))
-        base = self.recipients if isinstance(self.recipients, Audience) else Audience(
-            self.table, self.email_column or "email", transactional=bool(self.transactional))
-        if self.follow_up_filter and isinstance(self.recipients, Audience):
-            base = Audience(self.table, base.email_column, **base.options)
-        changes = {"transactional": True} if self.transactional else {}
-        changes["forgotten"] = forgotten(j)
-        return base.extended(unsubscribes=[e for u in unsub for e in u.to_frame().itertuples(
-            index=False)], suppressions=[e for u in sup for e in u.to_frame().itertuples(
-                index=False)], blocklist=self._blocklist(), campaign=self.campaign,
-            exclusion_policy=self.settings.exclusion_policy, **changes)
+            sup += Suppressions.from_csv(self.suppressions).entries()
+        lists = dict(unsubscribes=unsub, suppressions=sup, blocklist=self._blocklist(),
+                     campaign=self.campaign, exclusion_policy=self.settings.exclusion_policy,
+                     forgotten=forgotten(j))
+        if isinstance(self.recipients, Audience):      # its own options and lists, and these
+            changes = {"transactional": True} if self.transactional else {}
+            return self.recipients.extended(data=self.table, **lists, **changes)
+        return Audience(self.table, self.email_column or "email",
+                        transactional=bool(self.transactional), **lists)
 
     def _blocklist(self) -> Blocklist | None:
         source = self.blocklist if self.blocklist is not None else (self.settings.blocklist or None)

@@ -121,6 +121,10 @@ class AddressList:
         campaign = None if _missing(campaign) else campaign
         self._entries.setdefault(address_key(address), {})[campaign] = note
 
+    def entries(self) -> list[tuple[str, str | None, str]]:
+        """``(address, campaign, note)`` of every entry: what the constructor takes back."""
+        return [(k, c, n) for k, per in self._entries.items() for c, n in per.items()]
+
     def to_frame(self) -> pd.DataFrame:
         rows = [(k, c, n) for k, per in self._entries.items() for c, n in per.items()]
         return pd.DataFrame(rows, columns=["email", "campaign", "note"])
@@ -197,10 +201,6 @@ class Blocklist:
 
     def __repr__(self) -> str:
         return f"<Blocklist: {len(self.addresses)} addresses, {len(self.domains)} domains>"
-
-
-def _entries(lst: AddressList) -> list[tuple[str, str | None, str]]:
-    return [(k, c, n) for k, per in lst._entries.items() for c, n in per.items()]
 
 
 def _check_input(data: Any, email_column: str, exclusion_policy: str) -> None:
@@ -373,19 +373,20 @@ class Audience:
         rows["detail"] = [e[2] for e in excluded]
         self.excluded: pd.DataFrame = rows
 
-    def extended(self, *, unsubscribes: Any = None, suppressions: Any = None,
-                 blocklist: Any = None, **changes: Any) -> Audience:
-        """The same audience with more exclusions (added to its own lists) or other options."""
+    def extended(self, *, data: pd.DataFrame | None = None, unsubscribes: Any = None,
+                 suppressions: Any = None, blocklist: Any = None, **changes: Any) -> Audience:
+        """The same audience (or its rows in ``data``) with more exclusions, added to its own
+        lists, or other options: validated once more, in one pass."""
         opts = {**self.options, **changes}
-        opts["unsubscribes"] = Unsubscribes([*_entries(self.unsubscribes),
-                                             *_entries(Unsubscribes(unsubscribes or ()))])
-        opts["suppressions"] = Suppressions([*_entries(self.suppressions),
-                                             *_entries(Suppressions(suppressions or ()))])
+        opts["unsubscribes"] = Unsubscribes([*self.unsubscribes.entries(),
+                                             *Unsubscribes(unsubscribes or ()).entries()])
+        opts["suppressions"] = Suppressions([*self.suppressions.entries(),
+                                             *Suppressions(suppressions or ()).entries()])
         block = Blocklist(self.blocklist.entries)
         for entry in (blocklist.entries if isinstance(blocklist, Blocklist) else blocklist or ()):
             block.add(entry)
         opts["blocklist"] = block
-        return Audience(self.data, self.email_column, **opts)
+        return Audience(self.data if data is None else data, self.email_column, **opts)
 
     # -- summaries -----------------------------------------------------------------------------
     def counts(self) -> pd.Series:
