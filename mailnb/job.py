@@ -20,7 +20,7 @@ from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError
 from .files import open_private
 from .journal import open_journal
-from .options import closest
+from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
 from .privacy import forgotten
 from .recipients import (Audience, Blocklist, Suppressions, Unsubscribes, csv_lines,
                          read_table)
@@ -247,18 +247,16 @@ class Job:
                          or 1)
 
     def send_options(self) -> dict[str, Any]:
-        s = self.settings
-        opts = {"journal": self.journal_obj, "dry_run": bool(self.dry_run), "rate": s.rate,
-                "daily_cap": s.daily_cap, "block_size": s.block_size,
-                "block_pause": s.block_pause or None, "limit": s.limit,
-                "concurrency": s.concurrency, "window": s.window or None, "wait": s.wait,
-                "retries": s.retries, "reset": bool(self.reset),
-                "requeue_errors": s.requeue_errors, "resend_unknown": s.resend_unknown,
-                "backup": s.backup or None}
+        """What ``send()`` gets: this run's own options, and the profile's pacing and run
+        settings as ``SendOptions.resolve`` reads them (the settings given here already in it)."""
+        opts: dict[str, Any] = {"journal": self.journal_obj, "dry_run": bool(self.dry_run),
+                                "reset": bool(self.reset)}
         if self.progress is not None:
             off = str(self.progress).strip().lower() in ("false", "no", "none", "0", "off", "")
             opts["progress"] = False if off else self.progress
-        return opts
+        resolved = SendOptions.resolve(self.settings, opts)
+        return {**{k: getattr(resolved, k) for k in (*PACING_FROM_PROFILE, *RUN_FROM_PROFILE)},
+                **opts}
 
     def send(self) -> pd.DataFrame:
         """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""

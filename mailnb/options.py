@@ -77,14 +77,15 @@ class SendOptions:
     @classmethod
     def resolve(cls, profile: Any, options: dict[str, Any]) -> SendOptions:
         """The profile's values where an option is not given (None). The one place where an
-        explicit option overrides a profile."""
+        explicit option overrides a profile. Every value the profile sets counts, ``0`` and
+        ``False`` too (``retries = 0`` means no retry); only an empty text is "not set"."""
         given = cls.from_kwargs(options)
         if profile is None:
             return given
         changes: dict[str, Any] = {}
         for opt, key in {**PACING_FROM_PROFILE, **RUN_FROM_PROFILE}.items():
             value = getattr(profile, key, None)
-            if options.get(opt) is None and value not in (None, "", False):
+            if options.get(opt) is None and value is not None and value != "":
                 changes[opt] = value
         return replace(given, **changes)
 

@@ -125,3 +125,10 @@ def test_erased_addresses_leave_the_plan_entirely():
     assert [it.key for it in plan.forgotten] == ["p1@example.com"]
     assert [it.key for it in plan.items] == ["p0@example.com", "p2@example.com"]
     assert [it.key for it in plan.due] == ["p0@example.com", "p2@example.com"]
+
+
+def test_every_value_a_profile_sets_counts_zero_and_false_too():
+    from mailnb.options import SendOptions
+    opts = SendOptions.resolve(mailnb.Profile(retries=0, concurrency=2), {})
+    assert opts.retries == 0 and opts.concurrency == 2       # retries = 0: no retry
+    assert SendOptions.resolve(mailnb.Profile(retries=0), {"retries": 4}).retries == 4
