@@ -39,29 +39,6 @@ def _relay_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pickup", metavar="DIR", help="write .eml files into DIR instead of sending")
 
 
-def _relay(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .settings import Pickup, Profile, Relay
-    profile = None
-    if args.profile or (not args.host and not getattr(args, "pickup", None)):
-        profile = Profile.load(args.profile)
-    if getattr(args, "pickup", None):
-        return Pickup(args.pickup), profile
-    if args.host:
-        kw: dict[str, Any] = {"security": args.security or "starttls"}
-        if args.port:
-            kw["port"] = args.port
-        return Relay(args.host, username=args.username, helo=args.helo, cafile=args.cafile,
-                     verify=not args.insecure, **kw), profile
-    assert profile is not None
-    relay = profile.relay()
-    changes = {k: v for k, v in (("port", args.port), ("security", args.security),
-                                 ("username", args.username), ("helo", args.helo),
-                                 ("cafile", args.cafile)) if v}
-    if args.insecure:
-        changes["verify"] = False
-    return (relay.with_(**changes) if changes else relay), profile
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     from .job import Job
     from .sender import StoppedError
@@ -202,11 +179,17 @@ def _send_args(s: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .settings import Pickup
+    """The relay as `mailnb send` would resolve it (Job.settings), checked without sending."""
+    from .job import Job
+    from .settings import Relay
     from .transports import check_relay
-    relay, _ = _relay(args)
-    if isinstance(relay, Pickup):
-        print("mailnb: a pickup folder needs no check")
+    given = {k: getattr(args, k) for k in ("profile", "host", "port", "security", "username",
+                                           "helo", "cafile", "pickup") if getattr(args, k)}
+    if args.insecure:
+        given["verify"] = False
+    relay = Job(campaign="check", **given).relay()
+    if not isinstance(relay, Relay):
+        print(f"mailnb: {relay.describe()}: nothing to check before sending")
         return 0
     report = check_relay(relay)
     print(repr(report))
