@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 
 from .dnscheck import resolver
 from .settings import Direct, Relay
 from .transports import Delivery, SMTPConnection
 
 PORT_ENV = "MAILNB_DIRECT_PORT"
-_LIMITS: dict[tuple[int, Direct, str], asyncio.Semaphore] = {}
+#: per event loop (a run), per destination domain: the connections allowed at once
+_LIMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Direct, str],
+                                                                   asyncio.Semaphore]] = \
+    weakref.WeakKeyDictionary()
 
 
 def mail_hosts(domain: str, nameserver: str | None = None) -> list[str] | str:
@@ -74,10 +78,11 @@ class DirectConnection:
         self.conns.clear()
 
     def _limit(self, domain: str) -> asyncio.Semaphore:
-        key = (id(asyncio.get_running_loop()), self.direct, domain)
-        if key not in _LIMITS:
-            _LIMITS[key] = asyncio.Semaphore(self.direct.per_destination)
-        return _LIMITS[key]
+        limits = _LIMITS.setdefault(asyncio.get_running_loop(), {})
+        key = (self.direct, domain)
+        if key not in limits:
+            limits[key] = asyncio.Semaphore(self.direct.per_destination)
+        return limits[key]
 
     def _conn(self, host: str) -> SMTPConnection:
         if host not in self.conns:
