@@ -269,19 +269,75 @@ def cmd_unsubscribes(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from .settings import Profile, config_dir, list_profiles
+    from .settings import config_dir, list_profiles
     names = list_profiles()
-    if args.name:
-        print(Profile.load(args.name).to_dict())
-        return 0
     print(f"profiles in {config_dir() / 'profiles'}: {', '.join(names) or 'none'}")
     return 0
+
+
+def cmd_profiles_show(args: argparse.Namespace) -> int:
+    from .settings import Profile
+    prof = Profile.load(args.name)
+    for key, value in prof.to_dict().items():
+        if value not in ("", None) and key != "name":
+            print(f"{key} = {value!r}")
+    return 0
+
+
+def cmd_profiles_create(args: argparse.Namespace) -> int:
+    """A profile from flags (what the setup notebook's forms save), checked before it is saved."""
+    from dataclasses import fields, replace
+
+    from .errors import ConfigError
+    from .settings import Profile, apply_preset, config_dir
+    given = {f.name: getattr(args, f.name) for f in fields(Profile)
+             if f.name not in ("name", "provider") and getattr(args, f.name, None) is not None}
+    prof = Profile(name=args.name)
+    if args.preset:
+        prof = apply_preset(prof, args.preset, args.region)
+    if "requires_auth" not in given and not (args.preset and args.preset != "custom"):
+        given["requires_auth"] = bool(given.get("username"))   # a login when there is a username
+    prof = replace(prof, **given)
+    path = config_dir() / "profiles" / f"{args.name}.toml"
+    if path.exists() and not args.force:
+        raise ConfigError(f"a profile {args.name!r} exists ({path}); --force replaces it")
+    saved = prof.save()
+    print(f"mailnb: saved {prof.describe()} to {saved}")
+    print(f"mailnb: use it with --profile {args.name} (papermill: -p profile {args.name})")
+    return 0
+
+
+def _profile_args(c: argparse.ArgumentParser) -> None:
+    """One flag per profile key, spelled as `mailnb send` spells it (--from for from_addr)."""
+    from dataclasses import MISSING, fields
+
+    from .job import Job
+    from .settings import PRESETS, PROFILE_KEYS_HELP, Profile
+    job = {f.name: f for f in fields(Job)}
+    c.add_argument("name", help="the profile's name (letters, digits, '.', '_', '-')")
+    c.add_argument("--preset", choices=sorted(PRESETS), help="a provider's host, port, security "
+                   "and daily cap")
+    c.add_argument("--region", default="us-east-1", help="the AWS region (--preset ses)")
+    c.add_argument("--force", action="store_true", help="replace a profile of that name")
+    for f in fields(Profile):
+        if f.name in ("name", "provider"):
+            continue
+        meta = job[f.name].metadata if f.name in job else {}
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": None,
+                              "help": meta.get("help") or PROFILE_KEYS_HELP.get(f.name)}
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.default is not MISSING:
+            kw["type"] = type(f.default)
+        c.add_argument(flag, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailnb", description="Personalised bulk email, paced and "
                                 "journaled. The SMTP password comes from MAILNB_SMTP_PASSWORD or "
                                 "the keyring, never from a flag.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("send", help="send a campaign (what campaign.ipynb does)")
@@ -364,24 +420,57 @@ def build_parser() -> argparse.ArgumentParser:
     dk.add_argument("--bits", type=int, default=2048)
     dk.set_defaults(func=cmd_dkim_key)
 
-    pr = sub.add_parser("profiles", help="list the saved profiles, or show one")
-    pr.add_argument("name", nargs="?")
+    pr = sub.add_parser("profiles", help="list, show or create the saved profiles")
     pr.set_defaults(func=cmd_profiles)
+    prs = pr.add_subparsers(dest="action")
+    prs.add_parser("list", help="the saved profiles").set_defaults(func=cmd_profiles)
+    ps = prs.add_parser("show", help="one profile's settings")
+    ps.add_argument("name")
+    ps.set_defaults(func=cmd_profiles_show)
+    pc = prs.add_parser("create", help="save a profile from flags (no password: see --username)")
+    _profile_args(pc)
+    pc.set_defaults(func=cmd_profiles_create)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake is one line with the fix in this command's flags and
+    exit 1 (usage errors: 2); ``--debug`` shows the traceback instead."""
+    import warnings
+
+    from .errors import door
     from .files import private_umask
     args = build_parser().parse_args(argv)
-    try:
-        with private_umask():       # journals, results, copies of messages: the user's alone
-            return int(args.func(args) or 0)
-    except MailnbError as err:
-        print(f"mailnb: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as err:
-        print(f"mailnb: interrupted: {err}", file=sys.stderr)
-        return 130
+    with door("cli"), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            with private_umask():   # journals, results, copies of messages: the user's alone
+                return int(args.func(args) or 0)
+        except MailnbError as err:
+            if args.debug:
+                raise
+            print(f"mailnb: error: {err.phrased('cli')}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as err:
+            print(f"mailnb: interrupted: {err}", file=sys.stderr)
+            return 130
+        except OSError as err:      # a file or folder: its name and the system's reason
+            if args.debug:
+                raise
+            print(f"mailnb: error: {err}", file=sys.stderr)
+            return 1
+        except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+            if args.debug:
+                raise
+            print(f"mailnb: unexpected error ({type(err).__name__}: {err}); run the same command "
+                  "with --debug for the traceback, and report it", file=sys.stderr)
+            return 1
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    text = message.phrased("cli") if hasattr(message, "phrased") else str(message)
+    print(f"mailnb: warning: {text}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,110 @@
 Catch :class:`MailnbError` to catch everything mailnb raises on purpose, or a subclass to be precise.
 Subclasses also inherit the matching built-in (``ValueError``, ``ConnectionError``) so code that
 already catches those keeps working. Every message says what to do next, and none contains a secret.
+
+The fix is phrased for the door in use. A message names a setting with :func:`arg` (and a
+door-specific passage with :func:`alt`); it reads ``security='none'`` in Python and a notebook,
+``--security none`` once the ``mailnb`` command has said it is the door (:func:`door`).
+``err.phrased(door)`` gives either.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import re
+import shlex
+import warnings
+from typing import Any, Callable, Iterator
+
+_ARG, _ALT, _SEP = "\x1e", "\x1d", "\x1f"
+_MARKED = re.compile(f"{_ARG}([^{_ARG}]*){_ARG}|{_ALT}([^{_ALT}]*){_ALT}")
+DOORS = ("python", "cli")
+_door = ["python"]
+
+
+@contextlib.contextmanager
+def door(name: str) -> Iterator[None]:
+    """Phrase every message made inside for this door ("cli": the ``mailnb`` command)."""
+    if name not in DOORS:
+        raise ValueError(f"door must be one of {DOORS}")
+    _door.append(name)
+    try:
+        yield
+    finally:
+        _door.pop()
+
+
+def arg(name: str, value: Any = True) -> str:
+    """A setting in a message's fix: ``name=value`` in Python, ``--name value`` on the command
+    line. ``value`` is written as given (a str is quoted in Python, shell-quoted in the CLI)."""
+    return f"{_ARG}{name}{_SEP}{value!r}{_ARG}"
+
+
+def alt(python: str, cli: str) -> str:
+    """A passage that differs by door: the first for Python and notebooks, the second for the
+    ``mailnb`` command."""
+    return f"{_ALT}{python}{_SEP}{cli}{_ALT}"
+
+
+def named(name: str) -> str:
+    """A setting's name: ``daily_cap`` in Python, ``--daily-cap`` on the command line."""
+    return alt(name, cli_flag(name, True) if name != "verify" else "--insecure")
+
+
+def cli_flag(name: str, value: Any) -> str:
+    """How the command line spells a setting: ``--daily-cap 500``, ``--wait``, ``--insecure``."""
+    flag = {"from_addr": "--from", "verify": "--insecure"}.get(name) or \
+        "--" + name.replace("_", "-")
+    if value is True or name == "verify":
+        return flag
+    if value is False:
+        return "--no-" + name.replace("_", "-")
+    return f"{flag} {shlex.quote(str(value))}"
+
+
+def phrase(message: str, door: str | None = None,
+           flag: Callable[[str, Any], str] = cli_flag) -> str:
+    """The message with its settings and passages phrased for ``door`` ("python" or "cli"; default
+    the door in use)."""
+    import ast
+    door = door or _door[-1]
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            name, value = m.group(1).split(_SEP, 1)
+            if door != "cli":
+                return f"{name}={value}"
+            return flag(name, ast.literal_eval(value))
+        python, cli = m.group(2).split(_SEP, 1)
+        return cli if door == "cli" else python
+    return _MARKED.sub(one, message)
 
 
 class MailnbError(Exception):
-    """Root of every error mailnb raises on purpose."""
+    """Root of every error mailnb raises on purpose. ``str(err)`` phrases the fix for the door in
+    use when it was raised; :meth:`phrased` for another door."""
+
+    def __init__(self, message: str = "", *args: Any) -> None:
+        self.marked = str(message)
+        super().__init__(phrase(self.marked), *args)
+
+    def phrased(self, door: str | None = None) -> str:
+        return phrase(self.marked, door)
+
+
+class MailnbWarning(UserWarning):
+    """A doubt worth a line (a rate under one an hour, a file others can read); the fix phrased
+    for the door as in :class:`MailnbError`."""
+
+    def __init__(self, message: str = "") -> None:
+        self.marked = str(message)
+        super().__init__(phrase(self.marked))
+
+    def phrased(self, door: str | None = None) -> str:
+        return phrase(self.marked, door)
+
+
+def warn(message: str, stacklevel: int = 2) -> None:
+    warnings.warn(MailnbWarning(message), stacklevel=stacklevel + 1)
 
 
 class ConfigError(MailnbError, ValueError):
@@ -64,4 +160,9 @@ class TLSError(RelayError):
 
 
 class JournalError(MailnbError):
-    """The journal cannot be opened or is in a state mailnb does not understand."""
+    """The journal cannot be opened or written, or is in a state mailnb does not understand.
+    ``disk_full`` says the disk holding it is full."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full

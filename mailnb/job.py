@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
-from .errors import ConfigError, PreflightError
+from .errors import ConfigError, PreflightError, arg
 from .files import open_private
 from .journal import open_journal
 from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
@@ -127,8 +127,8 @@ class Job:
 
     def __post_init__(self) -> None:
         if not self.campaign or not str(self.campaign).strip():
-            raise ConfigError("a campaign needs a name (campaign='spring-invite'): the journal "
-                              "knows it by that name")
+            raise ConfigError(f"a campaign needs a name ({arg('campaign', 'spring-invite')}): "
+                              "the journal knows it by that name")
 
     @functools.cached_property
     def settings(self) -> Profile:
@@ -241,8 +241,8 @@ class Job:
         """The first messages exactly as they will go out, to ``to`` only, marked [TEST]."""
         address = to or self.test_to
         if not address:
-            raise ConfigError("a test send needs your address: test_to='you@example.org' "
-                              "(--test-to on the command line)")
+            raise ConfigError("a test send needs your address: "
+                              f"{arg('test_to', 'you@example.org')}")
         return send_test(self.campaign_obj, self.relay(), address, rows=rows or self.test_rows
                          or 1)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import JournalError
+from .errors import JournalError, arg
 from .files import private_dir, touch_private, warn_if_shared
 from .pacing import CAP_PERIOD
 from .recipients import Suppressions, Unsubscribes, address_key
@@ -137,6 +137,10 @@ class Journal(ABC):
     def close(self) -> None:
         """Release the journal (a no-op unless the backend holds a connection)."""
 
+    def rescue(self, outcome: dict[str, Any]) -> None:
+        """Record one outcome after a write failed (a full disk): the last write before a stop."""
+        self.record(**outcome)
+
     @abstractmethod
     def history(self, campaign: str | None = None) -> pd.DataFrame: ...
 
@@ -175,6 +179,70 @@ CREATE TABLE IF NOT EXISTS campaign_counts (
 """
 
 
+#: bytes kept free beside the journal, given up when the disk fills so the last outcomes fit
+RESERVE = 256 * 1024
+
+
+def write_error(path: Path, err: sqlite3.Error, doing: str = "write to") -> JournalError:
+    """What a failed write means for the user: which file, why, and what to do."""
+    import shutil
+    text = str(err)
+    try:
+        full = shutil.disk_usage(path.parent).free < RESERVE // 4
+    except OSError:
+        full = False
+    if "full" in text or full:
+        return JournalError(
+            f"the disk holding the journal {str(path)!r} is full ({text}): nothing more is "
+            "sent. Every outcome recorded so far is kept; free some space and run again, and the "
+            "run resumes where it stopped.", disk_full=True)
+    if "readonly" in text or not _writable(path):
+        return JournalError(
+            f"cannot {doing} the journal {str(path)!r}: the file or its file system is read-only "
+            f"({text}). Make it writable, or give another journal: "
+            f"{arg('journal', 'other.sqlite')}")
+    if "locked" in text:
+        return JournalError(f"the journal {str(path)!r} stayed locked by another program for 30 s "
+                            f"({text}); let it finish, then run again")
+    return JournalError(f"cannot {doing} the journal {str(path)!r}: {text}. Check the path, its "
+                        f"permissions and its disk, or give another journal: "
+                        f"{arg('journal', 'other.sqlite')}")
+
+
+def _writable(path: Path) -> bool:
+    """False for a read-only file or file system (which the superuser cannot write either)."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return False
+        return os.access(path if path.exists() else path.parent, os.W_OK)
+    except OSError:
+        return True
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose failed writes say which journal and why (:func:`write_error`)."""
+
+    path: Path = Path(":memory:")
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.OperationalError as err:
+            raise write_error(self.path, err) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.OperationalError as err:
+            raise write_error(self.path, err) from None
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return super().__exit__(*exc)
+        except sqlite3.OperationalError as err:
+            raise write_error(self.path, err) from None
+
+
 class SQLiteJournal(Journal):
     """The journal in one SQLite file (WAL mode: readers never block the sender)."""
 
@@ -189,16 +257,41 @@ class SQLiteJournal(Journal):
                 else:           # SQLite makes the -wal and -shm files with the same mode
                     touch_private(self.path)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                                      check_same_thread=False)
+                                      check_same_thread=False, factory=_Connection)
+            self.db.path = self.path
             self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a killed process (only power loss can drop the last
             # commits); FULL would fsync every message.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as err:
-            raise JournalError(f"cannot open the journal {str(self.path)!r}: {err}. Check the path "
-                               "and its permissions, or pass journal='other.sqlite'.") from None
+            raise write_error(self.path, err, "open") from None
+        except OSError as err:
+            raise JournalError(f"cannot open the journal {str(self.path)!r}: {err}") from None
         self._beat: dict[str, float] = {}
+        self._reserve = None if str(self.path) == ":memory:" else \
+            self.path.with_name(self.path.name + "-reserve")
+        self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        """A file of RESERVE bytes beside the journal, so that a disk that fills up mid-send
+        still takes the outcome of the message just sent (:meth:`rescue`)."""
+        if self._reserve is None or self._reserve.exists():
+            return
+        try:
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(bytes(RESERVE))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:              # no room even for that: the first write will say so
+            self._reserve.unlink(missing_ok=True)
+
+    def rescue(self, outcome: dict[str, Any]) -> None:
+        """Give up the reserve and record the outcome (the disk is full)."""
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+        self.record(**outcome)
 
     def close(self) -> None:
         self.db.close()
@@ -614,7 +707,7 @@ def open_journal(journal: Journal | str | Path | None, *, new: bool = False,
             raise JournalError(
                 f"the journal {str(path)!r} does not exist. Check the path (a mistyped one would "
                 "send the campaign again to everyone), or start a new journal there with "
-                "new_journal=True (--new-journal on the command line)")
+                f"{arg('new_journal')}")
         if not create:
             return SQLiteJournal(":memory:", label=str(path))
     return SQLiteJournal(path)

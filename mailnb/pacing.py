@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from .errors import ConfigError, arg, warn
 
 _UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60,
           "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400,
@@ -182,13 +181,14 @@ class Pacing:
             raise ConfigError(f"concurrency must be a whole number from 1 to 100, not "
                               f"{concurrency!r}")
         if pause_s and not size:
-            raise ConfigError("a block pause needs a block size (block_size=50, block_pause='2min')")
+            raise ConfigError(f"a block pause needs a block size ({arg('block_size', 50)})")
         if size and not pause_s:
-            raise ConfigError(f"blocks of {size} need a pause between them (block_pause='2min')")
+            raise ConfigError(f"blocks of {size} need a pause between them "
+                              f"({arg('block_pause', '2min')})")
         rate_s = parse_rate(rate)
         if rate_s is not None and rate_s < 1 / 3600:
-            warnings.warn(f"rate {rate!r} sends fewer than one message an hour; to limit the "
-                          f"number a day, use daily_cap (--daily-cap) instead", stacklevel=3)
+            warn(f"rate {rate!r} sends fewer than one message an hour; to limit the number a "
+                 f"day, use {arg('daily_cap', 100)} instead", stacklevel=3)
         if window is not None and not isinstance(window, Window):
             window = Window.parse(window) if str(window).strip() else None
         return cls(rate_s, size, pause_s, _count("daily_cap", daily_cap),

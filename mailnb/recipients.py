@@ -20,7 +20,7 @@ from typing import Any
 import email_validator
 import pandas as pd
 
-from .errors import RecipientError
+from .errors import RecipientError, arg
 
 #: the reasons a row can be excluded, in the order they are checked
 REASONS = ("invalid", "duplicate", "forgotten", "blocked", "suppressed", "unsubscribed",
@@ -210,7 +210,8 @@ def _check_input(data: Any, email_column: str, exclusion_policy: str) -> None:
     if email_column not in data.columns:
         raise RecipientError(
             f"the DataFrame has no column {email_column!r}; its columns are "
-            f"{list(map(str, data.columns))}. Pass email_column='<the column with the addresses>'.")
+            f"{list(map(str, data.columns))}. Name the column with the addresses: "
+            f"{arg('email_column', 'COLUMN')}")
     if data.empty:
         raise RecipientError("the DataFrame has no rows: there is nobody to send to. "
                              "Check the file or the filter that produced it.")
@@ -461,8 +462,7 @@ def read_table(path: Any, *, encoding: str | None = None, **options: Any) -> pd.
     except UnicodeDecodeError as err:
         raise RecipientError(
             f"{p}: not readable as {err.encoding} text (byte {err.start}). Give the file's "
-            "encoding: encoding='latin-1' in Python, --encoding latin-1 on the command line, "
-            "or save it as UTF-8") from None
+            f"encoding ({arg('encoding', 'latin-1')}), or save it as UTF-8") from None
     except LookupError as err:
         raise RecipientError(f"{p}: {err}; name an encoding such as utf-8 or latin-1") from None
     except pd.errors.EmptyDataError:

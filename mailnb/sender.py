@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import (AuthenticationError, ConfigError, MailnbError, PreflightError, RelayError,
-                     TemplateError, TLSError)
+from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
+                     RelayError, TemplateError, TLSError, alt, arg, phrase)
 from .journal import Journal, encode_row, open_journal
 from .mailbox import pop_login
 from .messages import build_message
@@ -226,6 +226,7 @@ class _Run:
         self.connect_failures = 0
         self.stop_reason: str | None = None
         self.fatal: BaseException | None = None
+        self.lost = 0            # outcomes a failed journal could not take
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when a stop is requested."""
@@ -367,9 +368,23 @@ class _Run:
                 pending = self.handle(item, result)
                 if result.status == "retry":
                     flush()          # a retry waits: its state must be on disk first
+        except JournalError as err:  # the disk is full or the file went read-only
+            pending = self.journal_failed(err, pending)
         finally:
             flush()
             await conn.close()
+
+    def journal_failed(self, err: JournalError, pending: dict[str, Any] | None) -> None:
+        """Stop every worker; the outcome not yet written gets the journal's reserve."""
+        if self.fatal is None:
+            self.fatal = err
+        self.halt(f"stopped: {err}")
+        if pending:
+            try:
+                self.journal.rescue(pending)
+            except JournalError:      # it stays 'sending': the next run marks it unknown
+                self.lost += 1
+        return None
 
     def handle(self, item: Item, result: Delivery) -> dict[str, Any]:
         """Count the outcome and return what the journal must record for it."""
@@ -518,7 +533,9 @@ def _raise_problems(problems: list[tuple[Any, str, str, str]]) -> None:
         shown = "\n".join(f"  {e}" for e in frame["error"].head(10))
         more = f"\n  ... and {len(frame) - 10} more" if len(frame) > 10 else ""
         raise PreflightError(f"the preflight found {len(frame)} problem(s); nothing was sent. "
-                             f"Fix them and run again (err.problems has them all):\n{shown}{more}",
+                             "Fix them and run again ("
+                             f"{alt('err.problems has them all', 'all of them below')}):"
+                             f"\n{shown}{more}",
                              frame)
 
 
@@ -556,6 +573,11 @@ async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
     finally:
         if ticker is not None:
             ticker.cancel()
+    if isinstance(run.fatal, JournalError):
+        lost = (f"; the outcome of {run.lost} message(s) could not be written: they count as "
+                "'unknown' and are not resent" if run.lost else ", each outcome recorded")
+        raise JournalError(f"{run.fatal} This run sent {run.stats.sent} message(s){lost}.",
+                           disk_full=run.fatal.disk_full) from None
     if run.fatal is not None:
         raise run.fatal
 
@@ -575,7 +597,7 @@ def _start(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan,
              "built: skipped")
     if recovered:
         _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
-             f"'unknown' and not resent (resend_unknown=True / --resend-unknown resends them)")
+             f"'unknown' and not resent ({arg('resend_unknown')} resends them)")
     return run_id, recovered
 
 
@@ -645,12 +667,13 @@ def _finish(campaign: Campaign, j: Journal, plan: Plan, run_id: str, summary: di
         free = j.cap_frees_at(summary.get("account", ""), pacing.daily_cap, time.time())
         _say(f"the daily cap of {pacing.daily_cap} is reached; {left} remain. The cap next allows "
              f"a message at {_clock(free) if free else 'once the rolling 24 hours pass'}; run "
-             "again then, or pass wait=True (--wait) to keep going")
+             f"again then, or pass {arg('wait')} to keep going")
     if unknown:
         _say(f"{unknown} recipient(s) are 'unknown': in flight when a run stopped, so the relay "
-             f"may or may not have them. List them with mailnb.history({campaign.name!r}, "
-             f"status='unknown') (mailnb history {campaign.name} --status unknown); resend them "
-             "with resend_unknown=True (--resend-unknown) if a duplicate is acceptable")
+             f"may or may not have them. List them with "
+             + alt(f"mailnb.history({campaign.name!r}, status='unknown')",
+                   f"mailnb history {campaign.name} --status unknown")
+             + f"; resend them with {arg('resend_unknown')} if a duplicate is acceptable")
     return out
 
 
@@ -718,7 +741,7 @@ def _clock(t: float) -> str:
 
 
 def _say(text: str) -> None:
-    print(f"mailnb: {text}", flush=True)
+    print(f"mailnb: {phrase(text)}", flush=True)
 
 
 # -- the fronts ------------------------------------------------------------------------------------

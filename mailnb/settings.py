@@ -10,13 +10,13 @@ import ipaddress
 import os
 import re
 import ssl
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ConfigError, SecretMissingError
+from .errors import (ConfigError, SecretMissingError, alt, arg, named, phrase,
+                     warn)
 from .files import private_dir
 from .pacing import Window, parse_duration, parse_rate
 from .recipients import normalize
@@ -186,21 +186,22 @@ class Relay:
             raise ConfigError(f"auth must be {' or '.join(AUTH_METHODS)}, not {self.auth!r}")
         if self.uses_oauth:
             if self.oauth is None:
-                raise ConfigError("auth='oauth2' needs who signs in: oauth_client_id (and the "
-                                  "username) in the profile, or --oauth-client-id")
+                raise ConfigError(f"{arg('auth', 'oauth2')} needs who signs in: "
+                                  f"{arg('oauth_client_id', 'ID')} and the username")
             self.oauth.validate()
         if (mismatch := port_mismatch(self.port, self.security)):
             raise ConfigError(f"relay {self.host}:{self.port}: {mismatch}")
         found = []
         if not self.verify:
             found.append("TLS certificate verification is off: anyone on the path can read the "
-                         "password and the mail. Use cafile=... for a private CA instead.")
+                         f"password and the mail. Use {arg('cafile', 'ca.pem')} for a private CA "
+                         "instead.")
         if self.username and self.security == "none" and not _loopback(self.host):
             found.append("AUTH over an unencrypted connection sends the password in clear text; "
-                         "use security='starttls' or 'tls'")
+                         f"use {arg('security', 'starttls')} or 'tls'")
         for message in found:
-            warnings.warn(message, stacklevel=3)
-        return found
+            warn(message, stacklevel=3)
+        return [phrase(m) for m in found]
 
     def resolve_password(self) -> Secret | None:
         """The password to log in with, or None when the relay needs no login."""
@@ -284,7 +285,9 @@ class Mailbox:
                      **overrides: Any) -> Mailbox:
         if not profile.imap_host or not profile.imap_username:
             raise ConfigError(f"profile {profile.name!r} has no bounce mailbox; set imap_host and "
-                              "imap_username (bounce_form in the setup notebook)")
+                              "imap_username (" + alt("bounce_form in the setup notebook",
+                                                      "--imap-host and --imap-username of mailnb "
+                                                      "profiles create") + ")")
         values: dict[str, Any] = dict(
             host=profile.imap_host, username=profile.imap_username, port=profile.imap_port,
             security=profile.imap_security, protocol=profile.protocol,
@@ -375,10 +378,10 @@ class OAuth:
                               f"{' or '.join(OAUTH_PROVIDERS)}")
         if not self.client_id:
             raise ConfigError("OAuth2 needs the client id of the app registered for your "
-                              "organisation: oauth_client_id='...' (--oauth-client-id)")
+                              f"organisation: {arg('oauth_client_id', 'ID')}")
         if not self.username:
-            raise ConfigError("OAuth2 needs the mailbox to sign in as: username='you@org' "
-                              "(--username)")
+            raise ConfigError("OAuth2 needs the mailbox to sign in as: "
+                              f"{arg('username', 'you@example.org')}")
         if self.authority:
             _check_url(self.authority)
 
@@ -454,13 +457,14 @@ class Direct:
             raise ConfigError(f"HELO name {self.helo!r} is not a valid host name")
         if not self.helo or "." not in self.helo.strip("."):
             found.append(f"direct delivery says HELO {self.helo or 'localhost'!r}: receiving "
-                         "servers expect this machine's fully qualified name (helo='mail."
-                         "example.org', --helo), and may refuse or score the mail otherwise")
+                         f"servers expect this machine's fully qualified name "
+                         f"({arg('helo', 'mail.example.org')}), and may refuse or score the mail "
+                         "otherwise")
         if not 1 <= self.per_destination <= 20:
             raise ConfigError("per_destination must be from 1 to 20 connections")
         for message in found:
-            warnings.warn(message, stacklevel=3)
-        return found
+            warn(message, stacklevel=3)
+        return [phrase(m) for m in found]
 
     def describe(self) -> str:
         return f"direct to each domain's MX (HELO {self.helo or 'localhost'})"
@@ -535,6 +539,22 @@ def preset(name: str, region: str = "us-east-1") -> Preset:
             raise ConfigError(f"{region!r} is not an AWS region name like 'eu-west-1'")
         p = replace(p, host=p.host.format(region=region))
     return p
+
+
+def apply_preset(profile: Profile, provider: str, region: str = "us-east-1") -> Profile:
+    """A copy of the profile with the provider's server, port, security and daily limit filled in.
+    Warns with the provider's note (Gmail: app passwords and 500 a day)."""
+    p = preset(provider, region)
+    if p.note:
+        warn(p.note, stacklevel=2)
+    changes: dict[str, Any] = {"provider": provider}
+    if provider != "custom":
+        changes.update(host=p.host, port=p.port, security=p.security,
+                       daily_cap=p.daily_cap or 0, requires_auth=True, auth=p.auth,
+                       transport=p.transport, rate=p.rate or profile.rate)
+        if p.oauth_provider:
+            changes["oauth_provider"] = p.oauth_provider
+    return replace(profile, **changes)
 
 
 def config_dir() -> Path:
@@ -627,12 +647,12 @@ class Profile:
     def relay(self, password: Any = None) -> Relay:
         """The relay of this profile (the password is looked up when a connection needs it)."""
         if not self.host:
-            raise ConfigError(f"profile {self.name!r} has no relay host; set it in the setup "
-                              "notebook (relay_form) or with Profile(host=...)")
+            raise ConfigError(f"profile {self.name!r} has no relay host; give one "
+                              f"({arg('host', 'smtp.example.org')}) or set it in the profile")
         if self.requires_auth and not self.username:
             raise ConfigError(f"profile {self.name!r} requires a login but has no username; set "
-                              "the username, or untick 'requires login' (requires_auth=False) "
-                              "for a relay that needs none")
+                              f"the username ({arg('username', 'you@example.org')}), or "
+                              f"{arg('requires_auth', False)} for a relay that needs none")
         env = _env_name(SMTP_PASSWORD_ENV, self.name)
         pop = None
         if self.pop_before_smtp:
@@ -674,8 +694,9 @@ class Profile:
         if alternate and self.alt_from_addr:
             return self.alt_from_addr, (self.alt_from_name or self.from_name or None)
         if not self.from_addr:
-            raise ConfigError(f"profile {self.name!r} has no From address; set from_addr in the "
-                              "preferences")
+            where = "" if self.name == "command-line" else f" (profile {self.name!r} has none)"
+            raise ConfigError(f"no From address{where}: give one, "
+                              f"{arg('from_addr', 'you@example.org')}")
         return self.from_addr, self.from_name or None
 
     def imap_password(self) -> Secret:
@@ -702,6 +723,7 @@ class Profile:
         if self.requires_auth and self.host and not self.username and self.transport == "smtp":
             out["username"] = ("required when 'requires login' is ticked (untick it for a relay "
                                "that needs no login)")
+            out["requires_auth"] = "ticked, but there is no username"
         if self.transport == "graph" and not self.username:
             out["username"] = "the mailbox Graph sends from"
         if self.transport not in TRANSPORTS:
@@ -788,7 +810,7 @@ class Profile:
             raise ConfigError(f"profile name {self.name!r}: use letters, digits, '.', '_' or '-'")
         bad = self.problems()
         if bad:
-            raise ConfigError("cannot save profile: " + "; ".join(f"{k}: {v}" for k, v in
+            raise ConfigError("cannot save profile: " + "; ".join(f"{named(k)}: {v}" for k, v in
                                                                    bad.items()))
         path = Path(folder or config_dir()) / "profiles" / f"{self.name}.toml"
         private_dir(path.parent)
@@ -810,9 +832,13 @@ class Profile:
         path = Path(folder or config_dir()) / "profiles" / f"{name}.toml"
         if not path.is_file():
             have = list_profiles(folder)
-            raise ConfigError(f"no profile {name!r} in {path.parent} (profiles there: "
-                              f"{have or 'none'}). Create it with the setup notebook or "
-                              f"mailnb.Profile(name={name!r}, ...).save()")
+            raise ConfigError(
+                f"no profile {name!r} in {path.parent} (profiles there: {have or 'none'}). "
+                "Give the relay itself (" + arg("host", "smtp.example.org") + ", "
+                + arg("from_addr", "you@example.org") + "), or save a profile: "
+                + alt(f"the setup notebook, or mailnb.Profile(name={name!r}, host=..., "
+                      "from_addr=...).save()",
+                      f"mailnb profiles create {name} --host HOST --from ADDRESS"))
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:

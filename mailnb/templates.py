@@ -24,7 +24,7 @@ import jinja2.meta
 import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import TemplateError
+from .errors import TemplateError, alt
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")
@@ -418,7 +418,8 @@ class Template:
                 if var in values and _is_missing(values[var]):
                     raise TemplateError(
                         f"row {row_id!r}, field {name}: column {var!r} is empty in this row. "
-                        f"Fill it in, drop the row, or use Template(..., missing='empty').",
+                        "Fill it in or drop the row"
+                        + alt(", or use Template(..., missing='empty').", "."),
                         field=name, row=row_id)
         try:
             return tmpl.render(ctx)

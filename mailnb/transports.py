@@ -20,8 +20,10 @@ from typing import Any
 
 import aiosmtplib
 
-from .errors import AuthenticationError, ConfigError, MailnbError, RelayError, TLSError
+from .errors import (AuthenticationError, ConfigError, MailnbError, RelayError, TLSError, arg,
+                     phrase)
 from .files import private_dir, write_private
+from .marks import WRAP, mark, marked, text_mark
 from .oauth import access_token, sasl_oauthbearer
 from .runner import run_sync
 from .settings import Pickup, Relay, Secret, client_ssl_context
@@ -68,8 +70,8 @@ def _scrub(text: str, secret: Secret | None) -> str:
 #: Google: https://support.google.com/a/answer/3726730 (SMTP error reference)
 AUTH_REFUSALS: tuple[tuple[int | None, str, str], ...] = (
     (None, "5.7.30", "Microsoft 365 no longer accepts a password here (Basic authentication is off "
-     "for SMTP AUTH): sign in with OAuth2 instead: auth='oauth2' and oauth_client_id='<your app "
-     "registration>' (--auth oauth2 --oauth-client-id ...), then `mailnb login`."),
+     "for SMTP AUTH): sign in with OAuth2 instead: " + arg("auth", "oauth2") + " and "
+     + arg("oauth_client_id", "ID") + " (your app registration), then `mailnb login`."),
     (None, "5.7.139", "SMTP AUTH is disabled for this mailbox or the whole tenant: an administrator "
      "enables it with `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled "
      "$false` (or in the Microsoft 365 admin center: Users > Active users > Mail > Manage email "
@@ -193,7 +195,7 @@ class SMTPConnection:
         return f"{self.relay.host}:{self.relay.port}"
 
     def _step(self, name: str, ok: bool, detail: str) -> None:
-        self.steps.append((name, ok, self._scrubbed(detail)))
+        self.steps.append((name, ok, self._scrubbed(phrase(detail))))
 
     async def open(self) -> None:
         """Connect, EHLO, STARTTLS, EHLO, AUTH. Raises RelayError (AuthenticationError, TLSError)
@@ -232,8 +234,9 @@ class SMTPConnection:
         self._step("EHLO", True, f"{ehlo.code}: {', '.join(sorted(smtp.esmtp_extensions))}")
         if r.security == "starttls":
             if not smtp.supports_extension("starttls"):
-                raise TLSError(f"{where} does not offer STARTTLS; use security='tls' (port "
-                               "465) or, for a relay on this machine only, security='none'",
+                raise TLSError(f"{where} does not offer STARTTLS; use {arg('security', 'tls')} "
+                               "(port 465) or, for a relay on this machine only, "
+                               f"{arg('security', 'none')}",
                                host=r.host, port=r.port)
             await smtp.starttls()
             await smtp.ehlo()
@@ -246,7 +249,7 @@ class SMTPConnection:
         if (r.username or r.uses_oauth) and not smtp.supports_extension("auth"):
             raise AuthenticationError(
                 f"{where} does not offer AUTH on this connection; the relay may require "
-                f"STARTTLS first (security='starttls') or need no login (username=None)",
+                f"STARTTLS first ({arg('security', 'starttls')}) or need no login (no username)",
                 host=r.host, port=r.port)
 
     async def _login_password(self, smtp: aiosmtplib.SMTP) -> None:
@@ -303,7 +306,8 @@ class SMTPConnection:
         text = self._scrubbed(str(err))
         if _is_tls_error(err):
             msg = (f"TLS with {where} failed: {text}. If the relay uses a private CA, pass "
-                   f"cafile='ca.pem'; check that security={r.security!r} fits port {r.port}.")
+                   f"{arg('cafile', 'ca.pem')}; check that security {r.security!r} fits port "
+                   f"{r.port}.")
             self._step("TLS", False, msg)
             return TLSError(msg, host=r.host, port=r.port)
         msg = f"cannot talk to {where}: {text}"
@@ -424,7 +428,7 @@ class SMTPConnection:
             self._drop()            # RFC 4954 6: the relay wants a login first
             raise AuthenticationError(
                 f"{self.where} wants a login before it takes mail ({code} {text}): give the "
-                "username (username='...' in Python, --username on the command line) and the "
+                f"username ({arg('username', 'you@example.org')}) and the "
                 "password in $MAILNB_SMTP_PASSWORD or the keyring", host=self.relay.host,
                 port=self.relay.port, code=code)
         if step == "MAIL" and code >= 500 and code not in (552, 554):
@@ -550,17 +554,17 @@ class RelayCheck:
 
     def __repr__(self) -> str:
         lines = [f"check of {self.relay.describe()}: {'OK' if self.ok else 'FAILED'}"]
-        lines += [f"  {'✓' if ok else '✗'} {step}: {detail}" for step, ok, detail in self.steps]
+        lines += [f"  {text_mark(ok)} {step}: {detail}" for step, ok, detail in self.steps]
         lines += [f"  ! {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{'✅' if ok else '❌'}</td><td>{html.escape(step)}</td>"
-            f"<td>{html.escape(detail)}</td></tr>" for step, ok, detail in self.steps)
-        warns = "".join(f"<div>⚠️ {html.escape(w)}</div>" for w in self.warnings)
+            f"<tr><td>{mark('ok' if ok else 'failed')}</td><td>{html.escape(step)}</td>"
+            f"<td style='{WRAP}'>{html.escape(detail)}</td></tr>" for step, ok, detail in self.steps)
+        warns = "".join(marked("warning", w) for w in self.warnings)
         return (f"<div><b>{html.escape(self.relay.describe())}</b>: "
-                f"{'OK' if self.ok else 'FAILED'}<table>{rows}</table>{warns}</div>")
+                f"{mark('ok' if self.ok else 'failed')}<table>{rows}</table>{warns}</div>")
 
 
 async def check_relay_async(relay: Relay) -> RelayCheck:

@@ -25,7 +25,7 @@ def test_recipient_files_say_what_is_wrong_with_them(tmp_path, smtp, config_dir)
                       .encode("cp1252"))
     df = read_table(latin)
     assert list(df["first_name"]) == ["René", "Joël"]
-    with pytest.raises(RecipientError, match=r"excel\.csv: not readable as utf-8.*--encoding"):
+    with pytest.raises(RecipientError, match=r"excel\.csv: not readable as utf-8.*encoding='latin-1'"):
         read_table(latin, encoding="utf-8")
     assert list(read_table(latin, encoding="cp1252")["first_name"]) == ["René", "Joël"]
     import zipfile
@@ -98,7 +98,8 @@ def test_a_relay_that_wants_a_login_says_so(journal):
                                                           timeout=5), journal=journal,
                         progress=None)
         text = str(info.value)
-        assert "wants a login" in text and "--username" in text and "From address" not in text
+        assert "wants a login" in text and "username='" in text and "From address" not in text
+        assert "--username you@example.org" in info.value.phrased("cli")
         assert set(journal.history("test")["status"]) == {"pending"}
     finally:
         ctl.stop()

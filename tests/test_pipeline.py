@@ -186,7 +186,7 @@ def test_daily_cap_says_when_it_allows_more_and_wait_keeps_going(inputs, smtp):
 def test_daily_cap_message_names_what_remains(inputs, smtp, capsys):
     job(inputs, smtp, daily_cap=2).send()
     said = capsys.readouterr().out
-    assert "the daily cap of 2 is reached; 3 remain" in said and "wait=True (--wait)" in said
+    assert "the daily cap of 2 is reached; 3 remain" in said and "pass wait=True to keep going" in said
 
 
 def test_send_window(inputs, smtp):
