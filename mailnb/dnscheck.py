@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
+from .marks import COLOURS, WRAP, mark
 
 DNS_ENV = "MAILNB_DNS_SERVER"
 
@@ -133,10 +134,9 @@ class SenderCheck:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        icon = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
-        rows = "".join(f"<tr><td>{icon.get(s, s)}</td><td>{html.escape(c)}</td>"
-                       f"<td>{html.escape(d)}</td><td>{html.escape(f)}</td></tr>"
-                       for c, s, d, f in self.rows)
+        rows = "".join(f"<tr><td>{mark(s) if s in COLOURS else html.escape(s)}</td>"
+                       f"<td>{html.escape(c)}</td><td style='{WRAP}'>{html.escape(d)}</td>"
+                       f"<td style='{WRAP}'>{html.escape(f)}</td></tr>" for c, s, d, f in self.rows)
         return (f"<div><b>Sender checks for {html.escape(self.domain)}</b><table><tr><th></th>"
                 f"<th>check</th><th>found</th><th>fix</th></tr>{rows}</table></div>")
 

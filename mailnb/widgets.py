@@ -8,7 +8,6 @@ and the field is cleared, so the value is not kept in the widget's state or the 
 """
 from __future__ import annotations
 
-import html
 import threading
 import warnings
 from collections.abc import Callable
@@ -19,29 +18,25 @@ import ipywidgets as W
 
 from .dnscheck import check_sender
 from .errors import MailnbError
+from .marks import WRAP, mark, marked
 from .mailbox import list_folders
 from .oauth import login
 from .sender import send_test_message
-from .settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, preset
+from .settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, apply_preset
 from .transports import check_relay
 
-_OK = "<span style='color:#2a7'>✓</span>"
+_WIDE = {"description_width": "150px"}
 
 
-def apply_preset(profile: Profile, provider: str, region: str = "us-east-1") -> Profile:
-    """A copy of the profile with the provider's server, port, security and daily limit filled in.
-    Warns with the provider's note (Gmail: app passwords and 500 a day)."""
-    p = preset(provider, region)
-    if p.note:
-        warnings.warn(p.note, stacklevel=2)
-    changes: dict[str, Any] = {"provider": provider}
-    if provider != "custom":
-        changes.update(host=p.host, port=p.port, security=p.security,
-                       daily_cap=p.daily_cap or 0, requires_auth=True, auth=p.auth,
-                       transport=p.transport, rate=p.rate or profile.rate)
-        if p.oauth_provider:
-            changes["oauth_provider"] = p.oauth_provider
-    return replace(profile, **changes)
+def _button(label: str, icon: str) -> W.Button:
+    """A button as wide as its whole label."""
+    return W.Button(description=label, icon=icon, tooltip=label,
+                    layout=W.Layout(width="auto", min_width="max-content"))
+
+
+def _row(children: list[W.Widget]) -> W.HBox:
+    """Widgets side by side that wrap to the next line in a narrow cell."""
+    return W.HBox(children, layout=W.Layout(flex_flow="row wrap", align_items="center"))
 
 
 class _Form(W.VBox):
@@ -59,20 +54,20 @@ class _Form(W.VBox):
         for attr, label, make in self.FIELDS:
             w = make()
             w.description = label
-            w.style = {"description_width": "150px"}
+            w.style = _WIDE
             w.value = getattr(self.profile, attr)
             w.observe(self._changed, names="value")
             self.inputs[attr] = w
-            self.checks[attr] = W.HTML()
-            rows.append(W.HBox([w, self.checks[attr]]))
-        self.message = W.HTML()
+            self.checks[attr] = W.HTML(layout=W.Layout(flex="0 1 auto", min_width="0"))
+            rows.append(_row([w, self.checks[attr]]))
+        self.message = W.HTML(layout=W.Layout(width="100%"))
         self.buttons = self._buttons()
-        rows += [W.HBox(self.buttons), self.message]
+        rows += [_row(self.buttons), self.message]
         super().__init__(rows)
         self.validate()
 
     def _buttons(self) -> list[W.Widget]:
-        self.save_button = W.Button(description="Save profile", icon="save")
+        self.save_button = _button("Save profile", "save")
         self.save_button.on_click(lambda _: self.save())
         return [self.save_button]
 
@@ -93,14 +88,14 @@ class _Form(W.VBox):
         problems = self.read().problems()
         for attr, box in self.checks.items():
             if attr in problems:
-                box.value = f"<span style='color:#c00'>✗ {html.escape(problems[attr])}</span>"
+                box.value = marked("failed", problems[attr])
             else:
-                box.value = _OK if self.inputs[attr].value not in ("", None) else ""
+                value = self.inputs[attr].value
+                box.value = "" if value in ("", None) or isinstance(value, bool) else mark("ok")
         return problems
 
     def say(self, text: str, ok: bool = True) -> None:
-        color = "#2a7" if ok else "#c00"
-        self.message.value = f"<div style='color:{color}'>{html.escape(text)}</div>"
+        self.message.value = marked("ok" if ok else "failed", text)
 
     def save(self) -> str:
         """Save the profile (never a password). Returns the path, or the reason it failed."""
@@ -122,20 +117,30 @@ def _int() -> W.IntText:
 
 
 class _PasswordField:
-    """A password field whose value moves into a Secret and leaves the widget at once."""
+    """A password field whose value moves into a Secret at once. The field then holds a stand-in
+    (never the password, so the widget state and the notebook never do); clearing the field
+    forgets the password."""
+
+    STAND_IN = "\u2022" * 8
+    EMPTY = "typed here, kept in memory only"
 
     def __init__(self, label: str) -> None:
         self.secret: Secret | None = None
         self.widget = W.Password(description=label, continuous_update=False,
-                                 placeholder="typed here, kept in memory only",
-                                 style={"description_width": "150px"})
+                                 placeholder=self.EMPTY, style=_WIDE)
         self.widget.observe(self._take, names="value")
 
     def _take(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.secret = Secret(change["new"])
-            self.widget.value = ""
-            self.widget.placeholder = "•••••••• (held in memory for this session)"
+        new = change["new"]
+        if new == self.STAND_IN:
+            return
+        if not new:
+            self.secret = None
+            self.widget.placeholder = self.EMPTY
+            return
+        self.secret = Secret(new)
+        self.widget.value = self.STAND_IN
+        self.widget.placeholder = "held in memory for this session"
 
     def set(self, value: str) -> None:
         self.widget.value = value
@@ -167,30 +172,28 @@ class RelayForm(_Form):
     def __init__(self, profile: Profile | None = None) -> None:
         self.password = _PasswordField("Password")
         self.provider = W.Dropdown(options=[(p.label, k) for k, p in PRESETS.items()],
-                                   description="Provider", style={"description_width": "150px"})
-        self.region = W.Text(value="us-east-1", description="SES region",
-                             style={"description_width": "150px"})
-        self.note = W.HTML()
-        self.test_to = W.Text(description="Test to", placeholder="you@example.org",
-                              style={"description_width": "150px"})
+                                   description="Provider", style=_WIDE)
+        self.region = W.Text(value="us-east-1", description="SES region", style=_WIDE)
+        self.note = W.HTML(layout=W.Layout(width="100%"))
+        self.test_to = W.Text(description="Test to", placeholder="you@example.org", style=_WIDE)
         super().__init__(profile)
         self.provider.value = self.profile.provider if self.profile.provider in PRESETS else "custom"
         self.provider.observe(lambda _: self.use_preset(), names="value")
         self.inputs["security"].observe(self._security_changed, names="value")
-        self.inputs["oauth_provider"].observe(lambda _: self._label_sign_in(), names="value")
-        self._label_sign_in()
+        for attr in ("auth", "oauth_provider"):
+            self.inputs[attr].observe(lambda _: self._show_fields(), names="value")
+        self._show_fields()
         self.children = (self.children[:1] + (self.provider, self.region, self.note)
                          + self.children[1:-2] + (self.password.widget, self.test_to)
                          + self.children[-2:])
 
     def _buttons(self) -> list[W.Widget]:
-        self.signin_button = W.Button(description="Sign in with Microsoft", icon="sign-in",
-                                      layout=W.Layout(width="auto"))
+        self.signin_button = _button("Sign in with Microsoft", "sign-in")
         self.signin_button.on_click(lambda _: self.sign_in())
         self.signin_thread: threading.Thread | None = None
-        self.test_button = W.Button(description="Test connection", icon="plug")
+        self.test_button = _button("Test connection", "plug")
         self.test_button.on_click(lambda _: self.test_connection())
-        self.send_button = W.Button(description="Send test message", icon="envelope")
+        self.send_button = _button("Send test message", "envelope")
         self.send_button.on_click(lambda _: self.send_test())
         return [self.signin_button, self.test_button, self.send_button, *super()._buttons()]
 
@@ -218,9 +221,23 @@ class RelayForm(_Form):
         self.signin_thread.start()
         return self.signin_thread
 
-    def _label_sign_in(self) -> None:
-        who = "Google" if self.inputs["oauth_provider"].value == "google" else "Microsoft"
-        self.signin_button.description = f"Sign in with {who}"
+    def _show_fields(self) -> None:
+        """Show a field only where it applies: the SES region for SES, the OAuth2 fields and the
+        sign-in button with OAuth2 (the tenant for Microsoft), the password without it."""
+        google = self.inputs["oauth_provider"].value == "google"
+        oauth = self.inputs["auth"].value == "oauth2"
+        self.signin_button.description = f"Sign in with {'Google' if google else 'Microsoft'}"
+        shown = {self.region: self.provider.value == "ses", self.signin_button: oauth,
+                 self.password.widget: not oauth, self._field("oauth_provider"): oauth,
+                 self._field("oauth_client_id"): oauth,
+                 self._field("oauth_tenant"): oauth and not google}
+        for widget, visible in shown.items():
+            widget.layout.display = None if visible else "none"
+
+    def _field(self, attr: str) -> W.Widget:
+        """The row of a field (the input and its check)."""
+        return next(c for c in self.children if isinstance(c, W.HBox)
+                    and self.inputs[attr] in c.children)
 
     def _security_changed(self, change: dict[str, Any]) -> None:
         """The port follows the security choice unless the user set one of their own."""
@@ -242,7 +259,8 @@ class RelayForm(_Form):
             self.inputs["oauth_provider"].value = updated.oauth_provider
         self.profile.provider = updated.provider
         self.profile.daily_cap = updated.daily_cap
-        self.note.value = "".join(f"<div>⚠️ {html.escape(str(w.message))}</div>" for w in caught)
+        self.note.value = "".join(marked("warning", str(w.message)) for w in caught)
+        self._show_fields()
 
     def test_connection(self) -> Any:
         """Connect, TLS, login, quit (``check_relay``); shows each step. Returns the report."""
@@ -297,7 +315,7 @@ class PreferencesForm(_Form):
     )
 
     def _buttons(self) -> list[W.Widget]:
-        self.check_button = W.Button(description="Check sender domain", icon="check")
+        self.check_button = _button("Check sender domain", "check")
         self.check_button.on_click(lambda _: self.check_sender())
         return [self.check_button, *super()._buttons()]
 
@@ -334,7 +352,7 @@ class BounceForm(_Form):
         self.children = self.children[:-2] + (self.password.widget,) + self.children[-2:]
 
     def _buttons(self) -> list[W.Widget]:
-        self.list_button = W.Button(description="List folders", icon="folder")
+        self.list_button = _button("List folders", "folder")
         self.list_button.on_click(lambda _: self.list_folders())
         return [self.list_button, *super()._buttons()]
 
@@ -356,15 +374,13 @@ class TestSendForm(W.VBox):
 
     def __init__(self, job: Any) -> None:
         self.job = job
-        style = {"description_width": "150px"}
-        self.to = W.Text(description="Your address", placeholder="you@example.org", style=style,
+        self.to = W.Text(description="Your address", placeholder="you@example.org", style=_WIDE,
                          value=job.test_to or "")
         self.rows = W.BoundedIntText(description="Messages", min=1, max=20,
-                                     value=job.test_rows or 1, style=style)
-        self.button = W.Button(description="Send test to me", icon="envelope",
-                               layout=W.Layout(width="auto"))
+                                     value=job.test_rows or 1, style=_WIDE)
+        self.button = _button("Send test to me", "envelope")
         self.button.on_click(lambda _: self.send())
-        self.message = W.HTML()
+        self.message = W.HTML(layout=W.Layout(width="100%"))
         super().__init__([W.HTML("<b>Send me a test first</b>"), self.to, self.rows,
                           self.button, self.message])
 
@@ -373,13 +389,13 @@ class TestSendForm(W.VBox):
         try:
             out = self.job.send_test(self.to.value, self.rows.value)
         except MailnbError as err:
-            self.message.value = f"<div style='color:#c00'>failed: {html.escape(str(err))}</div>"
+            self.message.value = marked("failed", str(err))
             return None
         ok = bool((out["status"] == "sent").all())
-        word = "ok" if ok else "failed"
-        self.message.value = (f"<div style='color:{'#2a7' if ok else '#c00'}'>{word}: "
-                              f"{len(out)} test message(s) to {html.escape(self.to.value)}; "
-                              f"nothing was journaled</div>" + out.to_html())
+        self.message.value = (marked("ok" if ok else "failed",
+                                     f"{len(out)} test message(s) to {self.to.value}; nothing "
+                                     "was journaled")
+                              + f"<div style='{WRAP}'>{out.to_html()}</div>")
         return out
 
 
