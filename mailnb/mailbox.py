@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AuthenticationError, ConfigError, RelayError, TLSError
+from .errors import AuthenticationError, ConfigError, RelayError, TLSError, alt
 from .settings import Mailbox, Profile, Secret
 
 __all__ = ["Mailbox", "PROCESSED", "connect_imap", "list_folders"]
@@ -96,8 +96,9 @@ class Session:
                 info = self.imap.select_folder(mb.folder)
             except Exception as err:
                 self.imap.logout()
-                raise ConfigError(f"the mailbox has no folder {mb.folder!r}: {err}. List the "
-                                  "folders with mailnb.mailbox.list_folders(...)") from None
+                raise ConfigError(f"the mailbox has no folder {mb.folder!r}: {err}. "
+                                  + alt("List the folders with mailnb.mailbox.list_folders(...)",
+                                        "Name another with --folder") + ".") from None
             self.uidvalidity = str(info.get(b"UIDVALIDITY", ""))
             if mb.processed_folder and not self.imap.folder_exists(mb.processed_folder):
                 self.imap.create_folder(mb.processed_folder)

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AuthenticationError
+from .errors import AuthenticationError, alt
 from .files import private_dir, write_private
 from .settings import (CLIENT_SECRET_ENV, KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret,
                        config_dir)
@@ -135,7 +135,9 @@ class MicrosoftSignIn:
                                 f"the refresh token in ${REFRESH_TOKEN_ENV}")
         raise AuthenticationError(
             f"{self.oauth.username} has not signed in with Microsoft on this machine: run "
-            "`mailnb login --profile NAME` (mailnb.oauth.login(...) in Python) once, or give a "
+            + alt("mailnb.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
+                  "--profile NAME` in a terminal)", "`mailnb login --profile NAME`")
+            + " once, or give a "
             f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")
 
     def login(self, show: Callable[[str], None]) -> None:
@@ -197,7 +199,9 @@ class GoogleSignIn:
                                scopes=self.oauth.scope_list)
         raise AuthenticationError(
             f"{self.oauth.username} has not signed in with Google on this machine: run "
-            "`mailnb login --profile NAME` (mailnb.oauth.login(...) in Python) once, or give a "
+            + alt("mailnb.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
+                  "--profile NAME` in a terminal)", "`mailnb login --profile NAME`")
+            + " once, or give a "
             f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")
 
     def token(self, force_refresh: bool = False) -> Secret:
