@@ -36,7 +36,7 @@ REASONS = ("userunknown", "hostunknown", "hasmoved", "mailboxfull", "expired", "
            "syntaxerror", "notaccept", "notcompliantrfc", "contenterror", "speeding",
            "systemfull", "mailererror", "failedstarttls", "onhold", "undefined")
 HARD = {"userunknown", "hostunknown", "hasmoved"}
-KINDS = ("bounce", "feedback", "auto-reply", "delivered")
+KINDS = ("bounce", "feedback", "auto-reply", "delivered", "unmatched")
 
 
 @dataclass
@@ -1042,43 +1042,88 @@ def with_verp(found: list[Bounce], match: Mapping[str, Any] | None) -> list[Boun
 
 
 # -- I/O: the mailbox, the journal, suppression ----------------------------------------------------
+BOUNCE_COLUMNS = ["recipient", "status", "reply_code", "diagnostic", "reason", "hard", "kind",
+                  "action", "message_id", "campaign", "remote_mta", "source_id"]
+
+
+def content_id(raw: bytes) -> str:
+    """What a report is known by: its Message-ID, else a hash of its bytes. The same report
+    under a new IMAP UID (a migrated mailbox, a forwarding rule) is the same report."""
+    import hashlib
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found = re.search(rb"^message-id:[ \t]*(<[^>\r\n]+>)", head, re.I | re.M)
+    if found:
+        return "mid:" + found.group(1).decode("ascii", "replace")
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def read_report(raw: bytes, journal: Any) -> list[Bounce]:
+    """The report's bounces, matched by VERP where the text names nobody. Never raises: an
+    odd message is stored as unparsable, for review."""
+    try:
+        found = parse(raw)
+    except Exception as err:  # noqa: BLE001 - never lose the mailbox over one odd message
+        found = [Bounce(None, None, None, f"unparsable: {err}", "undefined", False)]
+    token = verp_token(raw)
+    if token is not None:
+        found = with_verp(found, journal.find_message(token))
+    if not found:               # kept, for a person to look at: nothing here names a recipient
+        subject = email.message_from_bytes(raw, policy=email.policy.compat32).get("Subject", "")
+        found = [Bounce(None, None, None, f"no recipient found (subject: {_clean(subject)[:200]})",
+                        "unmatched", False, kind="unmatched")]
+    return found
+
+
 def process_bounces(profile: Any, *, folder: str | None = None, since: str | None = None,
                     threshold: int | None = None, journal: Any = None, mailbox: Any = None,
                     window_days: float = 30.0, grace_days: float = 3.0) -> pd.DataFrame:
-    """Read the bounce mailbox, record each report in the journal, mark it processed, and suppress
-    the addresses past the threshold. Returns one row per report recipient (``recipient``,
-    ``reason``, ``hard``, ``kind``, ``campaign``, ``suppressed``, ...)."""
+    """Read the bounce mailbox, record each report in the journal and the suppressions it
+    triggers, then mark it processed. Returns one row per report recipient of the reports new to
+    the journal (``recipient``, ``reason``, ``hard``, ``kind``, ``campaign``, ``suppressed``, ...);
+    ``attrs["counts"]`` has what the run read.
+
+    Cron can trust it: each report is stored before it is flagged or moved, its suppressions right
+    after it, and every run starts by settling the suppressions an interrupted run left undecided,
+    so an interrupted run and its rerun end with the suppressions of one uninterrupted run."""
     j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
     mb = mailbox or Mailbox.from_profile(profile, folder=folder)
-    limit = threshold or getattr(profile, "bounce_threshold", 3) or 3
+    rule = dict(threshold=threshold or getattr(profile, "bounce_threshold", 3) or 3,
+                window_days=window_days, grace_days=grace_days)
+    newly = apply_threshold(j, j.unsettled_bounces(), **rule)    # what a stopped run left
     rows: list[dict[str, Any]] = []
-    touched: set[str] = set()
+    counts = {"read": 0, "duplicates": 0}
     with Session(mb) as session:
-        seen = j.bounce_sources() if hasattr(j, "bounce_sources") else set()
-        for item in session.fetch(since=since, seen=seen):
-            try:
-                found = parse(item.raw)
-            except Exception as err:  # never lose the mailbox over one odd message
-                found = [Bounce(None, None, None, f"unparsable: {err}", "undefined", False)]
-            token = verp_token(item.raw)
-            if token is not None:
-                found = with_verp(found, j.find_message(token))
-            j.record_bounces(item.source_id, found)          # stored first ...
-            session.mark_processed(item)                      # ... then marked processed
-            for b in found:
-                row = asdict(b)
-                row.pop("extra", None)
-                row["source_id"] = item.source_id
-                rows.append(row)
-                if b.recipient and b.kind == "bounce":
-                    touched.add(b.recipient)
-    newly = apply_threshold(j, touched, threshold=limit, window_days=window_days,
-                            grace_days=grace_days)
-    out = pd.DataFrame(rows, columns=["recipient", "status", "reply_code", "diagnostic", "reason",
-                                      "hard", "kind", "action", "message_id", "campaign",
-                                      "remote_mta", "source_id"])
-    out["suppressed"] = out["recipient"].map(lambda r: bool(r) and r.casefold() in newly)
+        for item in session.fetch(since=since, seen=j.bounce_sources()):
+            counts["read"] += 1
+            found = read_report(item.raw, j)
+            if not j.record_bounces(content_id(item.raw), found, also=item.source_id):
+                counts["duplicates"] += 1             # the same report seen before
+            else:
+                newly |= apply_threshold(j, {b.recipient for b in found if b.recipient
+                                             and b.kind == "bounce"}, **rule)
+                rows += [{**{k: v for k, v in asdict(b).items() if k != "extra"},
+                          "source_id": item.source_id} for b in found]
+            session.mark_processed(item)               # only once it is stored
+    out = pd.DataFrame(rows, columns=BOUNCE_COLUMNS)
+    out["suppressed"] = out["recipient"].map(lambda r: isinstance(r, str) and r.casefold()
+                                             in newly)
+    out.attrs["counts"] = {**counts, "newly_suppressed": len(newly)}
     return out
+
+
+def summary_line(found: pd.DataFrame) -> str:
+    """One line for cron's mail: what was read and what it did."""
+    counts = found.attrs.get("counts", {})
+    kind = found["kind"] if len(found) else pd.Series(dtype=object)
+    bounced = found[kind == "bounce"]
+    unmatched = int((kind == "unmatched").sum())
+    hard = int(bounced["hard"].astype(bool).sum())
+    return (f"{counts.get('read', len(found))} read ({counts.get('duplicates', 0)} seen before), "
+            f"{len(bounced)} bounce(s) ({hard} hard, {len(bounced) - hard} soft), "
+            f"{int((kind == 'feedback').sum())} complaint(s), "
+            f"{int((kind == 'auto-reply').sum())} auto-reply(ies), {unmatched} unmatched, "
+            f"{counts.get('newly_suppressed', int(found['suppressed'].sum()))} address(es) newly "
+            "suppressed")
 
 
 def apply_threshold(journal: Any, addresses: Iterable[str], *, threshold: int = 3,

@@ -234,14 +234,11 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .bounces import process_bounces
+    from .bounces import process_bounces, summary_line
     from .settings import Profile
     found = process_bounces(Profile.load(args.profile), folder=args.folder, since=args.since,
                             threshold=args.threshold)
-    bounced = found[found["kind"] == "bounce"] if len(found) else found
-    print(f"mailnb: {len(found)} report(s), {len(bounced)} bounce(s), "
-          f"{int(bounced['hard'].sum()) if len(bounced) else 0} hard, "
-          f"{int(found['suppressed'].sum()) if len(found) else 0} address(es) newly suppressed")
+    print(f"mailnb: bounces: {summary_line(found)}")
     if args.results:
         from .files import open_private
         with open_private(args.results, newline="") as f:

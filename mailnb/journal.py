@@ -109,8 +109,11 @@ class Journal(ABC):
         """The unsubscribe list (none, unless the backend keeps one)."""
         return Unsubscribes()
 
-    def record_bounces(self, source_id: str, bounces: Iterable[Any]) -> bool:
+    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "") -> bool:
         raise JournalError(f"{type(self).__name__} keeps no bounces; use SQLiteJournal")
+
+    def unsettled_bounces(self) -> set[str]:
+        return set()
 
     @abstractmethod
     def sent_since(self, account: str, since: float) -> int: ...
@@ -511,14 +514,25 @@ class SQLiteJournal(Journal):
     def bounce_sources(self) -> set[str]:
         return {r for (r,) in self.db.execute("SELECT source_id FROM bounce_sources")}
 
-    def record_bounces(self, source_id: str, bounces: Iterable[Any]) -> bool:
+    def unsettled_bounces(self) -> set[str]:
+        """Addresses with a bounce on record and no suppression: the ones whose threshold a
+        stopped run may not have weighed yet."""
+        return {k for (k,) in self.db.execute(
+            "SELECT DISTINCT b.rkey FROM bounces b LEFT JOIN suppressions s ON s.key = b.rkey "
+            "WHERE b.kind = 'bounce' AND b.rkey IS NOT NULL AND s.key IS NULL")}
+
+    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "") -> bool:
         """Store the reports found in one mailbox message, once: a message already recorded
-        (``source_id``) is ignored, so a crash between storing and flagging never double-counts.
+        (``source_id``, what its content is known by) is ignored, so a crash between storing and
+        flagging, or the same report under a new IMAP UID, never double-counts. ``also``: the
+        mailbox's own id for it (POP3 skips those without downloading them).
         Each bounce is matched to the campaign and recipient it belongs to, by the quoted
         Message-ID first, then by campaign header and address. Returns False if already stored."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")
+            if also:
+                self.db.execute("INSERT OR IGNORE INTO bounce_sources VALUES (?, ?)", (also, now))
             cur = self.db.execute("INSERT OR IGNORE INTO bounce_sources VALUES (?, ?)",
                                   (source_id, now))
             if cur.rowcount == 0:

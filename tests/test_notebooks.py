@@ -183,7 +183,9 @@ def test_cli_bounces(dovecot, tmp_path, config_dir):
                         "--results", str(tmp_path / "b.csv")], env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "1 bounce(s), 1 hard, 1 address(es) newly suppressed" in r.stdout
+    assert ("mailnb: bounces: 1 read (0 seen before), 1 bounce(s) (1 hard, 0 soft), 0 "
+            "complaint(s), 0 auto-reply(ies), 0 unmatched, 1 address(es) newly suppressed"
+            in r.stdout), r.stdout
     assert dovecot.password not in r.stdout + r.stderr
 
 
