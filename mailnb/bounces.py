@@ -37,6 +37,9 @@ REASONS = ("userunknown", "hostunknown", "hasmoved", "mailboxfull", "expired", "
            "systemfull", "mailererror", "failedstarttls", "onhold", "undefined")
 HARD = {"userunknown", "hostunknown", "hasmoved"}
 KINDS = ("bounce", "feedback", "auto-reply", "delivered", "unmatched")
+#: RFC 3464 2.3.3 actions that report a success (and RFC 3461's "deliverable" of a verify
+#: request); with a 2.x.x status (RFC 3463: success) a report is never a bounce either
+DELIVERED = ("delivered", "relayed", "expanded", "deliverable")
 
 
 @dataclass
@@ -804,7 +807,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
                 if near and near not in diag and len(diag) < 40:
                     diag = f"{diag} {near}"
             code = find_reply_code(diag)
-            if action in ("delivered", "relayed", "expanded"):
+            if action in DELIVERED or (status or "").startswith("2."):
                 out.append(Bounce(rcpt, status, code, diag, "delivered", False, kind="delivered",
                                   action=action, message_id=mid, campaign=campaign))
                 continue

@@ -303,3 +303,19 @@ def test_agreement_with_the_labelled_corpus(capsys):
         ok, total = map(int, r["non_bounce_ok"].split("/"))
         assert ok == total                       # no complaint, auto-reply or success as a bounce
         assert r["hard"] >= 0.97
+
+
+def test_a_success_report_is_never_a_bounce():
+    """Action: deliverable with Status 2.1.5 was counted as a soft bounce (reason onhold)."""
+    template = ("From: MAILER-DAEMON@mx.example.org\nTo: news@example.org\nSubject: Delivery "
+                "Status Notification\nMIME-Version: 1.0\nContent-Type: multipart/report; "
+                "report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: "
+                "message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+                "Final-Recipient: rfc822; ok@example.com\nAction: {action}\nStatus: {status}\n"
+                "\n--B--\n")
+    for action, status in (("deliverable", "2.1.5"), ("delivered", "2.0.0"),
+                           ("relayed", "2.0.0"), ("failed", "2.0.0")):
+        (b,) = parse(template.format(action=action, status=status).encode())
+        assert (b.kind, b.hard, b.reason) == ("delivered", False, "delivered"), (action, status)
+    (b,) = parse(template.format(action="failed", status="5.1.1").encode())
+    assert b.kind == "bounce" and b.hard
