@@ -160,20 +160,19 @@ def _send_args(s: argparse.ArgumentParser) -> None:
     """One flag per Job setting, named like it (--daily-cap for daily_cap)."""
     from dataclasses import fields
 
+    from .errors import flag_name
     from .job import Job
     kinds = {"int": int, "int | None": int, "str | None": str, "str": str}
     for f in fields(Job):
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help"), "default": None}
-        if f.type in ("bool | None", "bool"):
-            if f.name == "verify":
-                s.add_argument("--insecure", dest="verify", action="store_const", const=False,
-                               default=None, help="do not verify the relay's TLS certificate")
-                continue
+        if f.name == "verify":          # --insecure: the one flag that switches a setting off
+            kw.update(action="store_const", const=False,
+                      help="do not verify the relay's TLS certificate")
+        elif f.type in ("bool | None", "bool"):
             kw.update(action="store_const", const=True)
         else:
             kw["type"] = kinds.get(str(f.type), str)
-        s.add_argument(flag, **kw)
+        s.add_argument(flag_name(f.name), **kw)
     s.add_argument("--direct", dest="transport", action="store_const", const="direct",
                    help="deliver to each domain's MX yourself (same as --transport direct)")
 
@@ -308,6 +307,7 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
     """One flag per profile key, spelled as `mailnb send` spells it (--from for from_addr)."""
     from dataclasses import MISSING, fields
 
+    from .errors import flag_name
     from .job import Job
     from .settings import PRESETS, PROFILE_KEYS_HELP, Profile
     job = {f.name: f for f in fields(Job)}
@@ -320,14 +320,15 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
         if f.name in ("name", "provider"):
             continue
         meta = job[f.name].metadata if f.name in job else {}
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"dest": f.name, "default": None,
                               "help": meta.get("help") or PROFILE_KEYS_HELP.get(f.name)}
-        if isinstance(f.default, bool):
+        if isinstance(f.default, bool):      # --verify / --no-verify: a profile says both ways
             kw["action"] = argparse.BooleanOptionalAction
-        elif f.default is not MISSING:
+            c.add_argument("--" + f.name.replace("_", "-"), **kw)
+            continue
+        if f.default is not MISSING:
             kw["type"] = type(f.default)
-        c.add_argument(flag, **kw)
+        c.add_argument(flag_name(f.name), **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,15 +47,23 @@ def alt(python: str, cli: str) -> str:
     return f"{_ALT}{python}{_SEP}{cli}{_ALT}"
 
 
+#: settings whose flag is not their name with dashes (``verify`` is switched off by its flag)
+FLAGS = {"from_addr": "--from", "verify": "--insecure"}
+
+
+def flag_name(name: str) -> str:
+    """The command line's flag for a setting: ``--daily-cap`` for ``daily_cap``."""
+    return FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
 def named(name: str) -> str:
     """A setting's name: ``daily_cap`` in Python, ``--daily-cap`` on the command line."""
-    return alt(name, cli_flag(name, True) if name != "verify" else "--insecure")
+    return alt(name, flag_name(name))
 
 
 def cli_flag(name: str, value: Any) -> str:
     """How the command line spells a setting: ``--daily-cap 500``, ``--wait``, ``--insecure``."""
-    flag = {"from_addr": "--from", "verify": "--insecure"}.get(name) or \
-        "--" + name.replace("_", "-")
+    flag = flag_name(name)
     if value is True or name == "verify":
         return flag
     if value is False:
@@ -81,9 +89,9 @@ def phrase(message: str, door: str | None = None,
     return _MARKED.sub(one, message)
 
 
-class MailnbError(Exception):
-    """Root of every error mailnb raises on purpose. ``str(err)`` phrases the fix for the door in
-    use when it was raised; :meth:`phrased` for another door."""
+class _Phrased(Exception):
+    """A message kept with its marks: ``str()`` reads it for the door in use when it was made,
+    :meth:`phrased` for another door."""
 
     def __init__(self, message: str = "", *args: Any) -> None:
         self.marked = str(message)
@@ -93,16 +101,13 @@ class MailnbError(Exception):
         return phrase(self.marked, door)
 
 
-class MailnbWarning(UserWarning):
+class MailnbError(_Phrased):
+    """Root of every error mailnb raises on purpose."""
+
+
+class MailnbWarning(_Phrased, UserWarning):
     """A doubt worth a line (a rate under one an hour, a file others can read); the fix phrased
     for the door as in :class:`MailnbError`."""
-
-    def __init__(self, message: str = "") -> None:
-        self.marked = str(message)
-        super().__init__(phrase(self.marked))
-
-    def phrased(self, door: str | None = None) -> str:
-        return phrase(self.marked, door)
 
 
 def warn(message: str, stacklevel: int = 2) -> None:

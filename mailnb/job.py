@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
-from .errors import ConfigError, PreflightError, arg
+from .errors import ConfigError, PreflightError, arg, flag_name
 from .files import open_private
 from .journal import open_journal
 from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
@@ -29,8 +29,8 @@ from .settings import PROFILE_KEYS_HELP, Profile, Relay
 from .templates import Template
 
 
-def _s(help: str, flag: str | None = None) -> Any:
-    return field(default=None, metadata={"help": help, "flag": flag})
+def _s(help: str) -> Any:
+    return field(default=None, metadata={"help": help})
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Job:
     follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table")
     attachment_column: str | None = _s("the column of attachment paths")
     # -- the message
-    from_addr: str | None = _s("From address", flag="--from")
+    from_addr: str | None = _s("From address")
     from_name: str | None = _s("From name")
     alternate_from: bool | None = _s("send from the profile's alternate From (else the main one)")
     reply_to: str | None = _s("Reply-To address")
@@ -319,8 +319,7 @@ def settings_table() -> str:
             "effect |", "|---|---|---|---|---|---|"]
     for name in [*job, *(n for n in PROFILE_KEYS_HELP if n not in job)]:
         f = job.get(name)
-        flag = ("`--insecure`" if name == "verify" else
-                f"`{f.metadata.get('flag') or '--' + name.replace('_', '-')}`") if f else ""
+        flag = f"`{flag_name(name)}`" if f else ""
         api = ", ".join((["Job"] if f else []) + [p for p, names in places if name in names])
         effect = f.metadata["help"] if f else PROFILE_KEYS_HELP[name]
         rows.append(f"| `{name}` | {'yes' if name in prof else ''} | {'yes' if f else ''} | "
