@@ -444,25 +444,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with private_umask():   # journals, results, copies of messages: the user's alone
                 return int(args.func(args) or 0)
-        except MailnbError as err:
-            if args.debug:
-                raise
-            print(f"mailnb: error: {err.phrased('cli')}", file=sys.stderr)
-            return 1
         except KeyboardInterrupt as err:
             print(f"mailnb: interrupted: {err}", file=sys.stderr)
             return 130
-        except OSError as err:      # a file or folder: its name and the system's reason
+        except Exception as err:  # noqa: BLE001 - one line; the traceback with --debug
             if args.debug:
                 raise
-            print(f"mailnb: error: {err}", file=sys.stderr)
+            print(_one_line(err), file=sys.stderr)
             return 1
-        except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback with --debug
-            if args.debug:
-                raise
-            print(f"mailnb: unexpected error ({type(err).__name__}: {err}); run the same command "
-                  "with --debug for the traceback, and report it", file=sys.stderr)
-            return 1
+
+
+def _one_line(err: Exception) -> str:
+    """A mailnb error with its fix in flags; a file's error with its name and the system's
+    reason; anything else is a bug, said so."""
+    if isinstance(err, MailnbError):
+        return f"mailnb: error: {err.phrased('cli')}"
+    if isinstance(err, OSError):
+        return f"mailnb: error: {err}"
+    return (f"mailnb: unexpected error ({type(err).__name__}: {err}); run the same command with "
+            "--debug for the traceback, and report it")
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

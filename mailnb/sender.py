@@ -369,7 +369,8 @@ class _Run:
                 if result.status == "retry":
                     flush()          # a retry waits: its state must be on disk first
         except JournalError as err:  # the disk is full or the file went read-only
-            pending = self.journal_failed(err, pending)
+            self.journal_failed(err, pending)
+            pending = None
         finally:
             flush()
             await conn.close()
@@ -384,7 +385,6 @@ class _Run:
                 self.journal.rescue(pending)
             except JournalError:      # it stays 'sending': the next run marks it unknown
                 self.lost += 1
-        return None
 
     def handle(self, item: Item, result: Delivery) -> dict[str, Any]:
         """Count the outcome and return what the journal must record for it."""
