@@ -109,3 +109,35 @@ def idp(tmp_path, monkeypatch, config_dir):
     mailnb.oauth._SIGN_INS.clear()
     yield p
     p.stop()
+
+
+DSN = """From: MAILER-DAEMON@mx.example.org
+To: news@example.org
+Subject: Undelivered Mail Returned to Sender
+{message_id}MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; {rcpt}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; {diag}
+
+--B
+Content-Type: message/rfc822
+
+{original}
+--B--
+"""
+
+
+def dsn(rcpt, status="5.1.1", diag="550 5.1.1 User unknown", original="", action="failed",
+        message_id=None):
+    """An RFC 3464 delivery report for one recipient, as an MTA writes it (LF line ends)."""
+    mid = f"Message-ID: {message_id}\n" if message_id else ""
+    return DSN.format(rcpt=rcpt, status=status, diag=diag, original=original, action=action,
+                      message_id=mid).encode()

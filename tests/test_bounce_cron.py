@@ -12,30 +12,12 @@ import time
 import uuid
 
 import pytest
+from conftest import dsn
 from imapclient import IMAPClient
 
 from mailnb import Profile
 from mailnb.bounces import content_id, process_bounces
 
-DSN = """From: MAILER-DAEMON@mx.example.org
-To: news@example.org
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <{mid}@mx.example.org>
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.org
-
-Final-Recipient: rfc822; {rcpt}
-Action: {action}
-Status: {status}
-Diagnostic-Code: smtp; {diag}
-
---B--
-"""
 ORDINARY = """From: someone@example.net
 To: news@example.org
 Subject: About the newsletter {n}
@@ -53,10 +35,9 @@ Something went wrong with a message you sent. No further details are available.
 
 
 def report(n: int, rcpt: str, hard: bool) -> bytes:
-    status, diag, action = (("5.1.1", "550 5.1.1 User unknown", "failed") if hard else
-                            ("4.2.2", "452 4.2.2 Mailbox full", "delayed"))
-    return DSN.format(mid=f"r{n}", rcpt=rcpt, status=status, diag=diag,
-                      action=action).replace("\n", "\r\n").encode()
+    """Report number n (its own Message-ID), with CRLF line ends as IMAP APPEND takes them."""
+    kind = {} if hard else dict(status="4.2.2", diag="452 4.2.2 Mailbox full", action="delayed")
+    return dsn(rcpt, message_id=f"<r{n}@mx.example.org>", **kind).replace(b"\n", b"\r\n")
 
 
 def mailbox_messages(n: int = 300) -> list[bytes]:

@@ -4,41 +4,13 @@ import time
 import uuid
 
 import pytest
-from conftest import people
+from conftest import dsn, people
 from smtp_servers import Recorder, start_smtp
 
 import mailnb
 from mailnb import AuthenticationError, Template, TLSError
 from mailnb.bounces import apply_threshold, process_bounces
 from mailnb.mailbox import Mailbox, list_folders
-
-DSN = """From: MAILER-DAEMON@mx.example.org
-To: news@example.org
-Subject: Undelivered Mail Returned to Sender
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.org
-
-Final-Recipient: rfc822; {rcpt}
-Action: failed
-Status: {status}
-Diagnostic-Code: smtp; {diag}
-
---B
-Content-Type: message/rfc822
-
-{original}
---B--
-"""
-
-
-def dsn(rcpt, status="5.1.1", diag="550 5.1.1 User unknown", original=""):
-    return DSN.format(rcpt=rcpt, status=status, diag=diag, original=original).encode()
-
 
 @pytest.fixture
 def folder(dovecot):
