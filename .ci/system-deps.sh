@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: Dovecot (the IMAP/POP3 bounce mailbox) and Postfix (real bounces,
 # strict SMTP, smtp-sink/smtp-source for the benchmarks), Chromium (the forms in JupyterLab, driven
-# by Playwright) and util-linux's unshare (a small private disk for the disk-full tests). Installed when running as root (CI is);
+# by Playwright), SpamAssassin (scores the campaign messages with its local rules) and
+# util-linux's unshare (a small private disk for the disk-full tests). Installed when running as root (CI is);
 # otherwise listed with the command to install them. Nothing here starts a system service: the
 # tests start private instances with their own configuration on loopback ports.
 set -euo pipefail
-PACKAGES=(dovecot-imapd dovecot-pop3d postfix openssl chromium util-linux)
+PACKAGES=(dovecot-imapd dovecot-pop3d postfix openssl chromium util-linux spamassassin)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import itertools
 import mimetypes
 import os
 import re
 import time
+import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Mapping
@@ -48,6 +50,25 @@ def make_message_id(domain: str) -> str:
 
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2] or "localhost"
+
+
+def list_id(campaign: str, from_addr: str) -> str:
+    """The ``List-Id`` of a campaign (RFC 2919): the campaign name as the description and
+    ``<label.domain>``, the label made of the name's letters and digits, the namespace the From
+    domain (which the sender controls, as RFC 2919 section 3 asks)."""
+    ascii_name = unicodedata.normalize("NFKD", campaign).encode("ascii", "ignore").decode()
+    label = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-")
+    label = label or "campaign-" + hashlib.sha256(campaign.encode()).hexdigest()[:10]
+    domain = domain_of(from_addr).lower()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = "invalid"
+    ident = f"<{label}.{domain}>"
+    if ascii_name == campaign and re.fullmatch(r"[ -~]+", campaign):
+        quoted = campaign.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" {ident}'
+    return ident
 
 
 def _set_text(msg: EmailMessage, name: str, value: str) -> None:

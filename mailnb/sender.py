@@ -29,7 +29,7 @@ from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError
                      RelayError, TemplateError, TLSError, alt, arg, phrase)
 from .journal import Journal, encode_row, open_journal
 from .mailbox import pop_login
-from .messages import build_message
+from .messages import build_message, list_id
 from .options import SendOptions, signature_of
 from .pacing import CAP_PERIOD, Pacer, Pacing
 from .plan import Item, Plan, make_plan
@@ -122,7 +122,15 @@ class Campaign:
         return cls(name, audience, template, **values)
 
     def unsubscribe_links(self) -> Unsubscribe:
-        return self.unsubscribe or Unsubscribe(mailto=self.reply_to or self.from_addr)
+        """The links every bulk message carries: always a ``mailto:`` (some mail programs use
+        only that one), to the Reply-To or From address unless one is given, and the https
+        link when there is one."""
+        mailto = self.reply_to or self.from_addr
+        if self.unsubscribe is None:
+            return Unsubscribe(mailto=mailto)
+        if self.unsubscribe.mailto:
+            return self.unsubscribe
+        return replace(self.unsubscribe, mailto=mailto)
 
     def envelope_from(self, message_id: str | None) -> str:
         """MAIL FROM: the bounce address (per message with VERP), else the From address."""
@@ -446,6 +454,8 @@ def build(c: Campaign, item: Item, *, subject_prefix: str = "") -> tuple[bytes, 
     if subject_prefix:
         rendered = replace(rendered, subject=subject_prefix + rendered.subject)
     headers = dict(c.headers)
+    if not any(k.lower() == "list-id" for k in headers):
+        headers["List-Id"] = list_id(c.name, c.from_addr)
     if item.extra_headers:
         headers.update(item.extra_headers)
     if item.thread:

@@ -2,7 +2,7 @@
 what to publish in DNS.
 
 The signature covers From, To, Subject, Date, Message-ID, Reply-To, the MIME headers and the
-List-Unsubscribe pair (RFC 8058 asks for both to be signed).
+List-Id and the List-Unsubscribe pair (RFC 8058 asks for both to be signed).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 SIGNED = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
-          b"content-type", b"list-unsubscribe", b"list-unsubscribe-post", b"in-reply-to",
+          b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"in-reply-to",
           b"references", b"x-mailnb-campaign"]
 
 

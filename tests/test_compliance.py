@@ -73,6 +73,29 @@ def test_list_unsubscribe_on_every_bulk_message_and_only_there(smtp, journal):
     assert all("List-Unsubscribe" not in m for m in received(smtp).values())
 
 
+def test_list_id_and_both_unsubscribe_links(smtp, journal):
+    """RFC 2919 List-Id on every message (a receipt too); an https unsubscribe URL alone still
+    gets the mailto: beside it, to the Reply-To address, as some mail programs use only that."""
+    c = campaign(people(2), name="Spring survey 2026", reply_to="team@example.org")
+    c.unsubscribe = Unsubscribe(url="https://example.org/u?t={token}")
+    mailnb.send(c, plain(smtp), journal=journal, progress=None)
+    for address, msg in received(smtp).items():
+        assert msg["List-Id"] == '"Spring survey 2026" <spring-survey-2026.example.org>'
+        links = [u.strip(" <>") for u in msg["List-Unsubscribe"].split(",")]
+        assert links[0].startswith("mailto:team@example.org?subject=unsubscribe%3A")
+        assert links[1].startswith("https://example.org/u?t=")
+        assert links[0].rsplit("%3A", 1)[1] == links[1].rsplit("t=", 1)[1]     # one token
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    smtp.recorder.messages.clear()
+    t = mailnb.Campaign("Bookings", mailnb.Audience(people(1), transactional=True),
+                        mailnb.Template("Your booking", text="Booked."), from_addr="b@Example.org",
+                        headers={"X-Tag": "t"})
+    mailnb.send(t, plain(smtp), journal=journal, progress=None)
+    (msg,) = received(smtp).values()
+    assert msg["List-Id"] == '"Bookings" <bookings.example.org>'
+    assert msg["List-Unsubscribe"] is None
+
+
 def test_default_is_a_mailto_to_the_sender(smtp, journal):
     mailnb.send(campaign(people(1)), plain(smtp), journal=journal, progress=None)
     (msg,) = received(smtp).values()
@@ -112,8 +135,11 @@ def test_dkim_signatures_verify_against_the_published_key(smtp, journal, key, dn
     for m in smtp.recorder.messages:
         assert m.data.startswith(b"DKIM-Signature:")
         assert dkim.verify(m.data, dnsfunc=dns.txt_lookup)
-        signed = m.data.split(b"\r\n\r\n", 1)[0]
-        assert b"list-unsubscribe" in signed.lower() and b"d=example.org" in signed
+        sig = email.message_from_bytes(m.data)["DKIM-Signature"]
+        tags = dict(t.strip().split("=", 1) for t in "".join(sig.split()).split(";") if t)
+        assert tags["d"] == "example.org"
+        signed = set(tags["h"].lower().split(":"))
+        assert {"list-id", "list-unsubscribe", "from", "subject"} <= signed, signed
         tampered = m.data.replace(b"your slot is", b"your slot is NOT")
         assert not dkim.verify(tampered, dnsfunc=dns.txt_lookup)
 
