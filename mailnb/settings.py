@@ -254,6 +254,10 @@ class Pickup:
         return f"files in {self.folder}"
 
 
+MAILBOX_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("pop3", "tls"): 995,
+                 ("pop3", "starttls"): 110}
+
+
 @dataclass(frozen=True)
 class Mailbox:
     """Where bounces arrive. ``protocol``: ``imap`` or ``pop3``; ``security``: ``tls`` (993/995)
@@ -276,9 +280,7 @@ class Mailbox:
         if isinstance(self.password, str):
             object.__setattr__(self, "password", Secret(self.password))
         if self.port is None:
-            ports = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("pop3", "tls"): 995,
-                     ("pop3", "starttls"): 110}
-            object.__setattr__(self, "port", ports.get((self.protocol, self.security), 993))
+            object.__setattr__(self, "port", MAILBOX_PORTS.get((self.protocol, self.security), 993))
 
     @classmethod
     def from_profile(cls, profile: Profile, password: Secret | str | None = None,

@@ -152,11 +152,30 @@ service stats {{
 """)
         subprocess.run(["dovecot", "-c", self.conf, "-n"], check=True, capture_output=True,
                        timeout=30)
-        log = open(d / "log" / "stdout", "ab")
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf], stdout=log, stderr=log)
-        for port in (p["imap"], p["pop3"]):
+        return self.run()
+
+    def run(self) -> Dovecot:
+        """Start the server process (again, after :meth:`halt`: same ports, same mail)."""
+        log = open(self.dir / "log" / "stdout", "ab")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf], stdout=log, stderr=log,
+                                     start_new_session=True)
+        for port in (self.ports["imap"], self.ports["pop3"]):
             _wait_port(port, lambda: self.proc.poll() is None, "dovecot")
         return self
+
+    def halt(self, crash: bool = False) -> None:
+        """Stop the server as a restart does (SIGTERM), or at once with every session it serves
+        (``crash``: SIGKILL to its process group), keeping its mail and settings."""
+        if crash and self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         """Put a message into a folder exactly as an MTA does (dovecot-lda)."""
@@ -168,13 +187,7 @@ service stats {{
         return p.read_text(errors="replace") if p.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -153,3 +153,83 @@ def test_a_report_seen_twice_counts_once_and_a_nameless_one_is_kept(
     assert rows == [(None, content_id(nameless)), ("gone@example.com", content_id(twice))]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "0 read" in r.stdout        # all flagged: nothing new
+
+
+CASES = [  # protocol, security, the Dovecot port it is pointed at, what the error advises
+    ("imap", "starttls", "imaps", "imap_security='tls'"),
+    ("imap", "tls", "imap", "imap_security='starttls'"),
+    ("imap", "tls", "pop3s", "protocol='pop3'"),
+    ("imap", "starttls", "pop3", "protocol='pop3'"),
+    ("pop3", "tls", "imaps", "protocol='imap'"),
+    ("pop3", "starttls", "imap", "protocol='imap'"),
+    ("pop3", "starttls", "pop3s", "imap_security='tls'"),
+    ("pop3", "tls", "pop3", "imap_security='starttls'"),
+]
+
+
+@pytest.mark.parametrize("protocol,security,port,advice", CASES)
+def test_a_setting_that_does_not_fit_the_port_fails_within_5_s(dovecot, protocol, security, port,
+                                                               advice):
+    from mailnb import ConfigError
+    from mailnb.mailbox import Mailbox, Session
+    mb = Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports[port], security=security,
+                 protocol=protocol, password=dovecot.password, cafile=dovecot.cafile)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        with Session(mb):
+            pass
+    assert time.monotonic() - start < 5
+    assert advice in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_cli_says_the_mismatch_in_one_line_in_its_own_flags(dovecot, tmp_path, config_dir):
+    p = profile(dovecot, tmp_path, "INBOX", "wrongport")
+    p.imap_security = "starttls"                       # the implicit-TLS port
+    p.save()
+    cmd, env = cli(tmp_path, config_dir, dovecot, "wrongport")
+    start = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 5 + 3         # + the interpreter's start
+    assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and "--imap-security tls" in r.stderr, r.stderr
+    p.imap_security, p.protocol = "tls", "pop3"           # POP3 against the IMAPS port
+    p.save()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "is an IMAP server" in r.stderr and "--protocol imap" in r.stderr
+
+
+@pytest.mark.timeout(300)
+def test_dovecot_stopped_mid_run_then_a_rerun_ends_as_an_uninterrupted_run(
+        tmp_path, config_dir, dovecot, monkeypatch):
+    """A server restart mid-run: the run ends with a one-line error and exit 1, what it stored
+    stays, and the run after the restart ends with exactly the suppressions of one calm run."""
+    from mailservers import Dovecot
+    monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
+    messages = mailbox_messages()
+    calm = f"C{uuid.uuid4().hex[:8]}"
+    fill(dovecot, calm, messages)
+    process_bounces(profile(dovecot, tmp_path, calm, "calm"))
+    expected = outcome(tmp_path / "calm.sqlite")
+    own = Dovecot(password=dovecot.password).start()
+    try:
+        fill(own, "Bounces", messages)
+        p = profile(own, tmp_path, "Bounces", "restarted")
+        cmd, env = cli(tmp_path, config_dir, own, "restarted")
+        journal = tmp_path / "restarted.sqlite"
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 60
+        while run.poll() is None and stored(journal) < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        own.halt(crash=True)          # a graceful stop lets the sessions finish first
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 1 and out == "", (out, err)
+        assert err.startswith("mailnb: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{p.imap_host}:{p.imap_port}" in err and "run again" in err, err
+        assert 40 <= stored(journal) < 300
+        own.run()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert outcome(journal) == expected
+    finally:
+        own.stop()
