@@ -14,21 +14,24 @@ import email.policy
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
+from .errors import ConfigError, arg
 from .journal import open_journal
 from .mailbox import Mailbox, Session
-from .reports import (DELIVERED, KINDS, Bounce, clean, parse, parse_many, verp_token,
-                      with_verp)
+from .replies import read_reply
+from .reports import (DELIVERED, KINDS, Bounce, clean, is_auto_reply, is_report, parse,
+                      parse_many, verp_token, with_verp)
 
 __all__ = ["Bounce", "DELIVERED", "HARD", "KINDS", "REASONS", "apply_threshold", "classify",
            "content_id", "find_command", "find_reply_code", "find_status", "is_hard", "parse",
-           "parse_many", "process_bounces", "read_folder", "read_report", "summary_line"]
+           "parse_many", "process_bounces", "process_mailbox", "process_replies", "read_folder",
+           "read_message", "read_report", "summary_line"]
 
 
 # -- I/O: the mailbox, the journal, suppression ----------------------------------------------------
@@ -64,29 +67,101 @@ def read_report(raw: bytes, journal: Any) -> list[Bounce]:
     return found
 
 
+def read_reply_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[Bounce]:
+    """A person's reply as a record: matched to the message it answers (In-Reply-To,
+    References), else to the latest message sent to its sender; an unsubscribe request (by
+    words or by the mailto: link's token) names whom to unsubscribe. A reply that matches nothing
+    mailnb sent is ``unmatched``, kept for review (a request to stop is honoured all the same)."""
+    from .unsubscribes import TokenError, load_secret, verify_token
+    reply = read_reply(raw)
+    match = journal.find_recipient(reply.answers, reply.sender)
+    address, campaign = (match["address"], match["campaign"]) if match else (reply.sender, None)
+    reason, kind = reply.kind, "reply" if match else "unmatched"
+    if reply.token:
+        try:
+            address, campaign = verify_token(secret or load_secret(), reply.token)
+            kind = "reply"
+        except TokenError as err:
+            reason, kind = f"unsubscribe refused: {err}", "unmatched"
+    elif reply.kind == "unsubscribe" and address:
+        kind = "reply"
+    note = f"{reply.partstat}: " if reply.partstat else ""
+    return [Bounce(address, None, None, f"{note}{reply.subject} | {reply.text}"[:2000], reason,
+                   False, kind=kind, message_id=match["message_id"] if match else None,
+                   campaign=campaign)]
+
+
+def read_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[Bounce]:
+    """Whatever arrived: a report from a mail system (bounce, complaint, success, auto-reply) or
+    a person's reply. Both mailboxes (bounces, replies) are read alike, so a reply in the bounce
+    folder or a bounce in the replies folder is still recorded for what it is."""
+    head = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if is_report(head) or is_auto_reply(head):
+        found = read_report(raw, journal)
+        auto = [b for b in found if b.kind == "auto-reply" and not b.message_id]
+        if auto:          # an out-of-office names the message it answers: which campaign
+            match = journal.find_recipient(read_reply(raw).answers, auto[0].recipient)
+            found = [replace(b, message_id=match["message_id"], campaign=match["campaign"])
+                     if b in auto and match else b for b in found]
+        return found
+    return read_reply_message(raw, journal, secret)
+
+
 def process_bounces(profile: Any, *, folder: str | None = None, since: str | None = None,
                     threshold: int | None = None, journal: Any = None, mailbox: Any = None,
                     window_days: float = 30.0, grace_days: float = 3.0) -> pd.DataFrame:
     """Read the bounce mailbox, record each report in the journal and the suppressions it
     triggers, then mark it processed. Returns one row per report recipient of the reports new to
     the journal (``recipient``, ``reason``, ``hard``, ``kind``, ``campaign``, ``suppressed``, ...);
-    ``attrs["counts"]`` has what the run read.
+    ``attrs["counts"]`` has what the run read. Replies found there are recorded as
+    :func:`process_replies` records them.
 
     Cron can trust it: each report is stored before it is flagged or moved, its suppressions right
     after it, and every run starts by settling the suppressions an interrupted run left undecided,
     so an interrupted run and its rerun end with the suppressions of one uninterrupted run."""
-    j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
     mb = mailbox or Mailbox.from_profile(profile, folder=folder)
+    return process_mailbox(profile, mb, since=since, threshold=threshold, journal=journal,
+                           window_days=window_days, grace_days=grace_days)
+
+
+def process_replies(profile: Any, *, folder: str | None = None, since: str | None = None,
+                    journal: Any = None, mailbox: Any = None) -> pd.DataFrame:
+    """Read the replies mailbox (the profile's ``replies_folder``, on the bounce mailbox's
+    server, as ``replies_username`` if that is another account): requests to stop become
+    unsubscribes (global, or per campaign by the profile's ``exclusion_policy``), answers and
+    calendar responses mark their recipient as responded, out-of-office answers are
+    ``auto-reply``. Every reply is kept in the journal for audit. Same rows as
+    :func:`process_bounces`."""
+    if mailbox is None:
+        folder = folder or getattr(profile, "replies_folder", "")
+        if not folder:
+            raise ConfigError(f"profile {profile.name!r} names no replies folder: set "
+                              f"{arg('replies_folder', 'INBOX')} (the folder of the Reply-To "
+                              "mailbox on the bounce mailbox's server), or name one with "
+                              f"{arg('folder', 'Replies')}")
+        mailbox = Mailbox.from_profile(profile, folder=folder,
+                                       username=getattr(profile, "replies_username", "") or None)
+    return process_mailbox(profile, mailbox, since=since, journal=journal)
+
+
+def process_mailbox(profile: Any, mb: Mailbox, *, since: str | None = None,
+                    threshold: int | None = None, journal: Any = None,
+                    window_days: float = 30.0, grace_days: float = 3.0) -> pd.DataFrame:
+    """Read one mailbox folder: each message stored (with the suppression or unsubscribe it
+    triggers) before it is flagged or moved."""
+    j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
     rule = dict(threshold=threshold or getattr(profile, "bounce_threshold", 3) or 3,
                 window_days=window_days, grace_days=grace_days)
+    policy = getattr(profile, "exclusion_policy", "global") or "global"
     newly = apply_threshold(j, j.unsettled_bounces(), **rule)    # what a stopped run left
     rows: list[dict[str, Any]] = []
     counts = {"read": 0, "duplicates": 0}
     with Session(mb) as session:
         for item in session.fetch(since=since, seen=j.bounce_sources()):
             counts["read"] += 1
-            found = read_report(item.raw, j)
-            if not j.record_bounces(content_id(item.raw), found, also=item.source_id):
+            found = read_message(item.raw, j)
+            if not j.record_bounces(content_id(item.raw), found, also=item.source_id,
+                                    policy=policy):
                 counts["duplicates"] += 1             # the same report seen before
             else:
                 newly |= apply_threshold(j, {b.recipient for b in found if b.recipient
@@ -106,12 +181,15 @@ def summary_line(found: pd.DataFrame) -> str:
     counts = found.attrs.get("counts", {})
     kind = found["kind"] if len(found) else pd.Series(dtype=object)
     bounced = found[kind == "bounce"]
+    replies = found[kind == "reply"]
+    stops = int((replies["reason"] == "unsubscribe").sum())
     unmatched = int((kind == "unmatched").sum())
     hard = int(bounced["hard"].astype(bool).sum())
     return (f"{counts.get('read', len(found))} read ({counts.get('duplicates', 0)} seen before), "
             f"{len(bounced)} bounce(s) ({hard} hard, {len(bounced) - hard} soft), "
             f"{int((kind == 'feedback').sum())} complaint(s), "
-            f"{int((kind == 'auto-reply').sum())} auto-reply(ies), {unmatched} unmatched, "
+            f"{int((kind == 'auto-reply').sum())} auto-reply(ies), "
+            f"{len(replies)} reply(ies) ({stops} unsubscribe(s)), {unmatched} unmatched, "
             f"{counts.get('newly_suppressed', int(found['suppressed'].sum()))} address(es) newly "
             "suppressed")
 

@@ -6,6 +6,7 @@
     mailnb history spring --status unknown  # who got what, when
     mailnb check --profile work             # connect, TLS, login, quit: send nothing
     mailnb bounces --profile work           # read the bounce mailbox, suppress bad addresses
+    mailnb replies --profile work           # STOP replies unsubscribe, answers count as responded
     mailnb sink --folder captured/          # a capture SMTP server on 127.0.0.1
     mailnb demo                             # the sample campaign through the sink, end to end
 
@@ -233,11 +234,15 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .bounces import process_bounces, summary_line
+    from .bounces import process_bounces, process_replies, summary_line
     from .settings import Profile
-    found = process_bounces(Profile.load(args.profile), folder=args.folder, since=args.since,
-                            threshold=args.threshold)
-    print(f"mailnb: bounces: {summary_line(found)}")
+    profile = Profile.load(args.profile)
+    if args.command == "replies":
+        found = process_replies(profile, folder=args.folder, since=args.since)
+    else:
+        found = process_bounces(profile, folder=args.folder, since=args.since,
+                                threshold=args.threshold)
+    print(f"mailnb: {args.command}: {summary_line(found)}")
     if args.results:
         from .files import open_private
         with open_private(args.results, newline="") as f:
@@ -397,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threshold", type=int, help="soft bounces before suppression")
     b.add_argument("--results", help="write the bounces to this CSV")
     b.set_defaults(func=cmd_bounces)
+
+    r = sub.add_parser("replies", help="read the replies mailbox: requests to stop, answers, "
+                       "out-of-office")
+    r.add_argument("--profile")
+    r.add_argument("--folder", help="the folder to read (default: the profile's replies_folder)")
+    r.add_argument("--since", help="only messages since this date (YYYY-MM-DD)")
+    r.add_argument("--results", help="write the replies to this CSV")
+    r.set_defaults(func=cmd_bounces)
 
     u = sub.add_parser("unsubscribes", help="record unsubscribe requests (web hits or mailbox)")
     u.add_argument("--profile")

@@ -22,8 +22,8 @@ from .files import open_private
 from .journal import open_journal
 from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
 from .privacy import forgotten
-from .recipients import (Audience, Blocklist, Suppressions, Unsubscribes, csv_lines,
-                         read_table)
+from .recipients import (Audience, Blocklist, Suppressions, Unsubscribes, address_key,
+                         csv_lines, read_table)
 from .sender import Campaign, send, send_test
 from .settings import PROFILE_KEYS_HELP, Profile, Relay
 from .templates import Template
@@ -52,7 +52,8 @@ class Job:
     transactional: bool | None = _s("vital messages (bookings): unsubscribes do not apply")
     key_column: str | None = _s("the column that identifies a person (default: the address)")
     follow_up: str | None = _s("an earlier campaign: this one is a reminder, threaded to it")
-    follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table")
+    follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table "
+                                      "(with follow_up: also `not responded`)")
     attachment_column: str | None = _s("the column of attachment paths")
     # -- the message
     from_addr: str | None = _s("From address")
@@ -170,7 +171,29 @@ class Job:
         else:
             df = read_table(SAMPLE_RECIPIENTS if self.uses_sample else self.recipients,
                             encoding=self.encoding or None)
+        if self.follow_up:
+            df = self._with_responded(df)
+        elif "responded" in (self.follow_up_filter or ""):
+            raise ConfigError(f"{arg('follow_up_filter', self.follow_up_filter)} asks who "
+                              f"responded, which needs the campaign they answered: add "
+                              f"{arg('follow_up', 'earlier-campaign')}")
         return df.query(self.follow_up_filter) if self.follow_up_filter else df
+
+    def _with_responded(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The table with ``responded`` (bool) and ``responded_at`` for the campaign followed
+        up, so ``follow_up_filter="not responded"`` reminds only those who did not answer."""
+        answered = self.journal_obj.responded(self.follow_up)
+        key_col = self.key_column or self.settings.key_column or None
+        email_col = self.email_column or "email"
+        if key_col and key_col in df.columns:
+            mine, theirs = df[key_col].astype(str), answered["key"].astype(str)
+        elif email_col in df.columns:
+            mine = df[email_col].astype(str).map(address_key)
+            theirs = answered["address"].astype(str).map(address_key)
+        else:
+            return df
+        when = dict(zip(theirs, answered["responded_at"]))
+        return df.assign(responded=mine.isin(when), responded_at=mine.map(when))
 
     @functools.cached_property
     def audience(self) -> Audience:

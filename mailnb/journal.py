@@ -109,7 +109,8 @@ class Journal(ABC):
         """The unsubscribe list (none, unless the backend keeps one)."""
         return Unsubscribes()
 
-    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "") -> bool:
+    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "",
+                       policy: str = "global") -> bool:
         raise JournalError(f"{type(self).__name__} keeps no bounces; use SQLiteJournal")
 
     def unsettled_bounces(self) -> set[str]:
@@ -460,6 +461,37 @@ class SQLiteJournal(Journal):
             "message_id < ? LIMIT 1", (f"<{token}@", f"<{token}@\U0010ffff")).fetchone()
         return dict(zip(("campaign", "key", "address", "message_id"), row)) if row else None
 
+    def find_recipient(self, message_ids: Iterable[str] = (),
+                       address: str | None = None) -> dict[str, Any] | None:
+        """The recipient a reply answers: the first of ``message_ids`` (In-Reply-To, then
+        References) that mailnb sent, else the latest message sent to ``address``."""
+        cols = ("campaign", "key", "address", "message_id")
+        for mid in message_ids:
+            row = self.db.execute("SELECT campaign, key, address, message_id FROM recipients "
+                                  "WHERE message_id = ?", (mid,)).fetchone()
+            if row:
+                return dict(zip(cols, row))
+        if address:
+            row = self.db.execute(
+                "SELECT campaign, key, address, message_id FROM recipients WHERE lower(address) "
+                "= ? AND sent_at IS NOT NULL ORDER BY sent_at DESC LIMIT 1",
+                (address_key(address),)).fetchone()
+            if row:
+                return dict(zip(cols, row))
+        return None
+
+    def responded(self, campaign: str | None = None) -> pd.DataFrame:
+        """Who answered (a reply or a calendar response matched to a message they were sent):
+        ``campaign``, ``key``, ``address``, ``responded_at`` (the first answer)."""
+        q = ("SELECT r.campaign, r.key, r.address, min(b.at) AS responded_at FROM bounces b "
+             "JOIN recipients r ON r.campaign = b.campaign AND r.key = b.key WHERE b.kind = "
+             "'reply' AND b.reason IN ('answer', 'calendar')")
+        df = pd.read_sql_query(q + (" AND r.campaign = ?" if campaign else "") +
+                               " GROUP BY r.campaign, r.key", self.db,
+                               params=(campaign,) if campaign else ())
+        df["responded_at"] = pd.to_datetime(df["responded_at"], unit="s", utc=True)
+        return df
+
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""
         q = ("SELECT campaign, key, address, row, status, attempts, code, reply, message_id, "
@@ -521,13 +553,16 @@ class SQLiteJournal(Journal):
             "SELECT DISTINCT b.rkey FROM bounces b LEFT JOIN suppressions s ON s.key = b.rkey "
             "WHERE b.kind = 'bounce' AND b.rkey IS NOT NULL AND s.key IS NULL")}
 
-    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "") -> bool:
+    def record_bounces(self, source_id: str, bounces: Iterable[Any], also: str = "",
+                       policy: str = "global") -> bool:
         """Store the reports found in one mailbox message, once: a message already recorded
         (``source_id``, what its content is known by) is ignored, so a crash between storing and
         flagging, or the same report under a new IMAP UID, never double-counts. ``also``: the
         mailbox's own id for it (POP3 skips those without downloading them).
         Each bounce is matched to the campaign and recipient it belongs to, by the quoted
-        Message-ID first, then by campaign header and address. Returns False if already stored."""
+        Message-ID first, then by campaign header and address. A reply asking to hear no more
+        (reason ``unsubscribe``) is an unsubscribe, for all campaigns or (``policy="campaign"``)
+        the one it answers, in the same transaction. Returns False if already stored."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")
@@ -559,6 +594,10 @@ class SQLiteJournal(Journal):
                     (now, source_id, b.recipient, rkey, campaign or b.campaign, key, b.message_id,
                      b.status, b.reply_code, b.reason, int(bool(b.hard)), b.kind,
                      (b.diagnostic or "")[:2000]))
+                if b.kind == "reply" and b.reason == "unsubscribe" and b.recipient:
+                    camp = (campaign or b.campaign or "") if policy == "campaign" else ""
+                    self.db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?,?,?,?,?)",
+                                    (rkey, b.recipient, camp, "reply", now))
                 if key is not None and b.kind == "bounce":
                     self.db.execute("UPDATE recipients SET status = 'bounced', updated_at = ?, "
                                     "reply = ? WHERE campaign = ? AND key = ? AND status = 'sent'",

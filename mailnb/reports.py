@@ -18,7 +18,7 @@ import pandas as pd
 
 from .classify import STATUS_RE, classify, find_command, find_reply_code, find_status, is_hard
 
-KINDS = ("bounce", "feedback", "auto-reply", "delivered", "unmatched")
+KINDS = ("bounce", "feedback", "auto-reply", "delivered", "reply", "unmatched")
 #: RFC 3464 2.3.3 actions that report a success (and RFC 3461's "deliverable" of a verify
 #: request); with a 2.x.x status (RFC 3463: success) a report is never a bounce either
 DELIVERED = ("delivered", "relayed", "expanded", "deliverable")
@@ -49,16 +49,23 @@ class Bounce:
 
 _ADDR_RE = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+)>?")
-_DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|"
-                     r"bounce|bounces|noreply|no-reply|nobody|root|double-bounce)@", re.I)
+#: senders that are mail systems: RFC 5321's postmaster, the daemons of the common MTAs, and the
+#: administrative addresses of list servers (Mailman's -owner/-bounces, fml's -admin)
+_DAEMON = re.compile(r"^(?:mailer-daemon|post_?master|mail-daemon|mailerdaemon|mdaemon|"
+                     r"bounce|bounces|noreply|no-reply|nobody|root|double-bounce|"
+                     r"[\w.-]+-(?:admin|owner|bounces|request))@", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (?:status|failure|failed|has failed|notification|problem)|"
     r"returned (?:mail|to sender)|failure notice|mail delivery|could not be delivered|"
     r"non.?deliver|nondeliver|delivery report|rejected|bounce|warning: could not|"
     r"unable to deliver|mail system error|failed|error", re.I)
+#: out-of-office subjects: Outlook's "Automatic reply:" in its languages (en, de, fr, es, it, nl,
+#: pt, ja) and the words vacation programs put there. A reply's "Re:" is no sign: people write those
 _AUTOREPLY_SUBJECT = re.compile(
-    r"out of (?:the )?office|auto(?:matic)?[ -]?(?:reply|response|antwort|matische)|vacation|away|"
-    r"abwesen|absence|absent|on leave|holiday|congé|ausser haus|autoreply|re: ", re.I)
+    r"out of (?:the )?office|auto(?:matic)?[ -]?(?:reply|response|antwort|matische)|autoreply|"
+    r"vacation|away (?:until|from)|abwesen|absence|absent|on leave|holiday|congé|ausser haus|"
+    r"réponse automatique|respuesta automática|risposta automatica|automatisch antwoord|"
+    r"resposta automática|fuera de la oficina|fuori sede|afwezig|自動応答|不在", re.I)
 #: filtering appliances and services in front of mail servers: a "user unknown" from them is their
 #: filter's verdict on the message
 _GATEWAYS = re.compile(r"mcafee|m-filter|surfcontrol|mailfoundry|mxlogic|active!?hunter", re.I)
@@ -69,7 +76,7 @@ _ORIGINAL_MARKERS = re.compile(
     r"content-type: (?:message/rfc822|text/rfc822-headers).*)$", re.I | re.M)
 
 
-def _text_of(part: Message) -> str:
+def text_of(part: Message) -> str:
     try:
         payload = part.get_payload(decode=True)
     except Exception:
@@ -96,7 +103,7 @@ def _strip_type(value: str) -> tuple[str | None, str]:
     return None, value.strip()
 
 
-def _address(value: str | None) -> str | None:
+def first_address(value: str | None) -> str | None:
     if not value:
         return None
     _, v = _strip_type(value)
@@ -116,7 +123,7 @@ def _original_headers(msg: Message, body_text: str) -> tuple[str | None, str | N
                 mid = mid or inner.get("Message-ID")
                 camp = camp or inner.get("X-Mailnb-Campaign")
         elif ctype == "text/rfc822-headers":
-            h = email.message_from_string(_text_of(part))
+            h = email.message_from_string(text_of(part))
             mid = mid or h.get("Message-ID")
             camp = camp or h.get("X-Mailnb-Campaign")
     if not mid or not camp:
@@ -144,7 +151,7 @@ def _human_text(msg: Message) -> str:
                      "message/feedback-report"):
             continue
         if ctype.startswith("text/"):
-            t = _text_of(part)
+            t = text_of(part)
             if ctype == "text/html":
                 from .templates import html_to_text
                 t = html_to_text(t)
@@ -208,7 +215,7 @@ def _mime_status_blocks(msg: Message) -> list[Message] | None:
             blocks = part.get_payload()
             if isinstance(blocks, list) and blocks:
                 return [b for b in blocks if isinstance(b, Message)]
-            text = _text_of(part) if not isinstance(blocks, list) else ""
+            text = text_of(part) if not isinstance(blocks, list) else ""
             return [email.message_from_string(chunk) for chunk in re.split(r"\n\s*\n", text)
                     if chunk.strip()]
     return None
@@ -257,7 +264,11 @@ def _session_reply(text: str, address: str) -> tuple[str, str | None] | None:
     return None
 
 
-def _auto_reply(msg: Message, subject: str) -> bool:
+def is_auto_reply(msg: Message) -> bool:
+    """An automatic answer (out of office, vacation): RFC 3834's ``Auto-Submitted: auto-replied``,
+    the older ``X-Autoreply`` / ``X-Autorespond`` / ``Precedence: auto_reply`` of vacation
+    programs, or Exchange's ``X-Auto-Response-Suppress`` or an out-of-office subject."""
+    subject = clean(msg.get("Subject"))
     auto = (msg.get("Auto-Submitted", "") or "").lower()
     if msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress") \
             and _AUTOREPLY_SUBJECT.search(subject):
@@ -266,6 +277,16 @@ def _auto_reply(msg: Message, subject: str) -> bool:
     if "auto-replied" in auto or prec == "auto_reply":
         return True
     return bool(_AUTOREPLY_SUBJECT.search(subject) and not _BOUNCE_SUBJECT.search(subject))
+
+
+def is_report(msg: Message) -> bool:
+    """Mail from a mail system about mail (a delivery or feedback report), not from a person:
+    RFC 6522's multipart/report, a daemon's address, ``X-Failed-Recipients`` (Exim) or a
+    delivery-failure subject."""
+    sender = first_address(str(msg.get("From", ""))) or ""
+    return (msg.get_content_type() == "multipart/report" or bool(_DAEMON.match(sender))
+            or bool(msg.get("X-Failed-Recipients"))
+            or bool(_BOUNCE_SUBJECT.search(clean(msg.get("Subject")))))
 
 
 def parse(raw: bytes | str) -> list[Bounce]:
@@ -277,7 +298,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
     raw = raw.replace(b"\r\n", b"\n")
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     subject = clean(msg.get("Subject"))
-    sender = _address(str(msg.get("From", ""))) or ""
+    sender = first_address(str(msg.get("From", ""))) or ""
     human = _human_text(msg)
     mid, campaign = _original_headers(msg, _text_of_all(msg))
     gateway = bool(_GATEWAYS.search(" ".join(f"{k}: {v}" for k, v in msg.items())
@@ -290,7 +311,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
                     None)
     if feedback is not None or report_type == "feedback-report":
         fields = _feedback_fields(feedback)
-        rcpts = [a for a in (_address(v) for v in fields.get("original-rcpt-to", []) +
+        rcpts = [a for a in (first_address(v) for v in fields.get("original-rcpt-to", []) +
                              fields.get("removal-recipient", [])) if a] or [_quoted_to(msg)]
         ftype = (fields.get("feedback-type") or ["abuse"])[0]
         return [Bounce(r, None, None, clean(ftype), "feedback", False, kind="feedback",
@@ -312,10 +333,10 @@ def parse(raw: bytes | str) -> list[Bounce]:
     if blocks:
         out = []
         blocks = [one for b in blocks[1:] or blocks for one in _split_recipients(b)]
-        everyone = [a for a in (_address(b.get("Final-Recipient")) for b in blocks) if a]
+        everyone = [a for a in (first_address(b.get("Final-Recipient")) for b in blocks) if a]
         for block in blocks:
-            rcpt = _address(block.get("Final-Recipient")) or \
-                _address(block.get("Original-Recipient")) or _address(block.get("X-Actual-Recipient"))
+            rcpt = first_address(block.get("Final-Recipient")) or \
+                first_address(block.get("Original-Recipient")) or first_address(block.get("X-Actual-Recipient"))
             action = clean(block.get("Action")).lower() or None
             if rcpt is None and action is None:
                 continue
@@ -349,7 +370,7 @@ def parse(raw: bytes | str) -> list[Bounce]:
         if out:
             return out
 
-    if _auto_reply(msg, subject) and not _DAEMON.match(sender) and \
+    if is_auto_reply(msg) and not _DAEMON.match(sender) and \
             not _BOUNCE_SUBJECT.search(subject) and not msg.get("X-Failed-Recipients"):
         return [Bounce(sender or None, None, None, subject, "vacation", False, kind="auto-reply",
                        message_id=mid, campaign=campaign)]
@@ -389,7 +410,7 @@ def _text_of_all(msg: Message) -> str:
                 out.append("----- original message -----\n" + "\n".join(
                     f"{k}: {v}" for k, v in inner.items()))
             continue
-        out.append(_text_of(part))
+        out.append(text_of(part))
     return "\n".join(out)
 
 
@@ -458,7 +479,7 @@ def _feedback_fields(part: Message | None) -> dict[str, list[str]]:
             if isinstance(block, Message):
                 text += "\n".join(f"{k}: {v}" for k, v in block.items()) + "\n"
     else:
-        text = _text_of(part)
+        text = text_of(part)
     fields: dict[str, list[str]] = {}
     for line in text.splitlines():
         k, sep, v = line.partition(":")
@@ -473,9 +494,9 @@ def _quoted_to(msg: Message) -> str | None:
             inner = part.get_payload()
             inner = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(inner, Message):
-                return _address(inner.get("To"))
+                return first_address(inner.get("To"))
             if isinstance(inner, str):
-                return _address(email.message_from_string(inner).get("To"))
+                return first_address(email.message_from_string(inner).get("To"))
     return None
 
 
@@ -488,7 +509,7 @@ def _free_text_recipients(msg: Message, human: str, sender: str) -> list[str]:
                 found.append(a)
     if found:
         return found
-    own = {sender.lower(), (_address(str(msg.get("To", ""))) or "").lower()}
+    own = {sender.lower(), (first_address(str(msg.get("To", ""))) or "").lower()}
     # the envelope sender in a session transcript ("MAIL FROM:<...>") is not a recipient
     own |= {a.lower() for a in re.findall(r"\bfrom:\s*<([^<>\s]+@[^<>\s]+)>", human, re.I)}
     # nor is a help desk to write to, or a message id or sender in headers quoted in the text

@@ -296,7 +296,8 @@ class Mailbox:
             folder=profile.bounce_folder or "INBOX",
             processed_folder=profile.processed_folder or None,
             cafile=profile.imap_cafile or None,
-            password=password if password is not None else profile.imap_password())
+            password=password if password is not None else
+            profile.imap_password(overrides.get("username")))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -644,6 +645,8 @@ class Profile:
     bounce_folder: str = "INBOX"
     bounce_threshold: int = 3
     processed_folder: str = ""
+    replies_folder: str = ""           # where replies to Reply-To arrive (same server)
+    replies_username: str = ""         # the replies mailbox's login, if not imap_username
 
     # -- derived values ------------------------------------------------------------------------------
     def relay(self, password: Any = None) -> Relay:
@@ -701,9 +704,10 @@ class Profile:
                               f"{arg('from_addr', 'you@example.org')}")
         return self.from_addr, self.from_name or None
 
-    def imap_password(self) -> Secret:
+    def imap_password(self, username: str | None = None) -> Secret:
         env = _env_name(IMAP_PASSWORD_ENV, self.name)
-        return find_password(kind="imap", username=self.imap_username, host=self.imap_host,
+        return find_password(kind="imap", username=username or self.imap_username,
+                             host=self.imap_host,
                              env=env if os.environ.get(env) else IMAP_PASSWORD_ENV)
 
     # -- checks -------------------------------------------------------------------------------------
@@ -890,6 +894,10 @@ PROFILE_KEYS_HELP = {
     "bounce_folder": "the folder `mailnb bounces` reads",
     "bounce_threshold": "soft bounces in 30 days before an address is suppressed",
     "processed_folder": "move processed reports there (else flag them)",
+    "replies_folder": "the folder `mailnb replies` reads (on the bounce mailbox's server); "
+                      "empty: replies are not read",
+    "replies_username": "the replies mailbox's login, if not `imap_username` (password: the "
+                        "keyring or `MAILNB_IMAP_PASSWORD`)",
     "retention": "how long per-message detail is kept (`365d`): `mailnb purge` (cron) removes "
                  "what is older; off when empty",
 }

@@ -45,6 +45,7 @@ class Dovecot:
     def __init__(self, user: str = "bounce@example.test", password: str = "b0unce-Pa55!") -> None:
         require("dovecot")
         self.user, self.password = user, password
+        self.second_user = "replies@example.test"     # another account (same password)
         self.dir = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp"))
         self.ports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s")}
         self.proc: subprocess.Popen | None = None
@@ -69,8 +70,9 @@ class Dovecot:
         leaf.cert_chain_pems[0].write_to_path(str(d / "tls" / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(d / "tls" / "key.pem"))
         self.cafile = str(d / "tls" / "ca.pem")
-        (d / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}:{self.uid}:{self.gid}::"
-                                 f"{d}/mail/{self.user}\n")
+        (d / "users").write_text("".join(
+            f"{u}:{{PLAIN}}{self.password}:{self.uid}:{self.gid}::{d}/mail/{u}\n"
+            for u in (self.user, self.second_user)))
         os.chmod(d / "users", 0o644)
         p = self.ports
         (d / "dovecot.conf").write_text(f"""
@@ -177,10 +179,10 @@ service stats {{
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
+    def deliver(self, raw: bytes, folder: str = "INBOX", user: str | None = None) -> None:
         """Put a message into a folder exactly as an MTA does (dovecot-lda)."""
-        subprocess.run(["/usr/lib/dovecot/dovecot-lda", "-c", self.conf, "-d", self.user, "-m",
-                        folder], input=raw, check=True, timeout=30)
+        subprocess.run(["/usr/lib/dovecot/dovecot-lda", "-c", self.conf, "-d", user or self.user,
+                        "-m", folder], input=raw, check=True, timeout=30)
 
     def log(self) -> str:
         p = self.dir / "log" / "dovecot.log"

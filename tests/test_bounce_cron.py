@@ -147,7 +147,8 @@ def test_a_report_seen_twice_counts_once_and_a_nameless_one_is_kept(
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert ("3 read (1 seen before), 1 bounce(s) (1 hard, 0 soft), 0 complaint(s), "
-            "0 auto-reply(ies), 1 unmatched, 1 address(es) newly suppressed") in r.stdout
+            "0 auto-reply(ies), 0 reply(ies) (0 unsubscribe(s)), 1 unmatched, 1 address(es) newly "
+            "suppressed") in r.stdout
     with sqlite3.connect(tmp_path / "dup.sqlite") as db:
         rows = db.execute("SELECT recipient, source_id FROM bounces ORDER BY recipient").fetchall()
     assert rows == [(None, content_id(nameless)), ("gone@example.com", content_id(twice))]

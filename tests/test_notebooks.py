@@ -153,15 +153,17 @@ def test_bounces_notebook(dovecot, tmp_path, config_dir, monkeypatch):
            b"Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\n"
            b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n--B--\n")
     dovecot.deliver(raw, folder)
+    dovecot.deliver(b"From: ann@example.com\nSubject: Re: Your session\n\nSTOP\n", "NbReplies")
     monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
     Profile(name="bx", host="smtp.example.org", requires_auth=False, imap_host="127.0.0.1",
             imap_port=dovecot.ports["imaps"], imap_username=dovecot.user,
-            imap_cafile=dovecot.cafile, bounce_folder=folder,
+            imap_cafile=dovecot.cafile, bounce_folder=folder, replies_folder="NbReplies",
             journal=str(tmp_path / "j.sqlite")).save()
     out = run("bounces", tmp_path / "bounces.ipynb", profile="bx")
     assert "SUMMARY bounces=1 hard=1 suppressed=1" in out
+    assert "SUMMARY replies: 1 read (0 seen before)" in out and "(1 unsubscribe(s))" in out
     out2 = run("bounces", tmp_path / "bounces2.ipynb", profile="bx")
-    assert "SUMMARY bounces=0" in out2
+    assert "SUMMARY bounces=0" in out2 and "SUMMARY replies: 0 read" in out2
     for f in (tmp_path / "bounces.ipynb", tmp_path / "bounces2.ipynb",
               config_dir / "profiles" / "bx.toml"):
         assert dovecot.password.encode() not in f.read_bytes()
@@ -184,7 +186,8 @@ def test_cli_bounces(dovecot, tmp_path, config_dir):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert ("mailnb: bounces: 1 read (0 seen before), 1 bounce(s) (1 hard, 0 soft), 0 "
-            "complaint(s), 0 auto-reply(ies), 0 unmatched, 1 address(es) newly suppressed"
+            "complaint(s), 0 auto-reply(ies), 0 reply(ies) (0 unsubscribe(s)), 0 unmatched, 1 "
+            "address(es) newly suppressed"
             in r.stdout), r.stdout
     assert dovecot.password not in r.stdout + r.stderr
 

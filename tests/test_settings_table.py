@@ -99,6 +99,9 @@ EFFECTS = {
     "bounce_folder": "test_notebooks.py::test_cli_bounces",
     "bounce_threshold": "test_mailbox.py::test_soft_bounces_reach_the_threshold_and_a_success_resets",
     "processed_folder": "test_mailbox.py::test_move_to_processed_folder_and_pop3",
+    "replies_folder": "test_replies.py::test_replies_unsubscribe_count_as_responded_and_steer_"
+                      "the_reminder",
+    "replies_username": "test_replies.py::test_the_replies_mailbox_may_be_another_account",
     "retention": "test_privacy.py::test_purge_removes_old_detail_and_keeps_counts_and_suppressions",
 }
 
