@@ -1,11 +1,21 @@
-"""Run mailnb.bounces.parse over the shared Sisimai corpus and compare with its labels."""
+"""Run mailnb.bounces.parse over the shared Sisimai corpus and compare with its labels; then check
+that the rules generalise: for each family of samples (the MTA or provider prefix of a file name,
+``lhost-postfix``, ``rhost-google``), measure agreement on that family with every rule that
+matches only that family's samples switched off, so a family is judged by rules that other
+families' mail also uses.
+
+    python tests/sisimai_eval.py            # every disagreement, the per-family table, the totals
+"""
 from __future__ import annotations
 
 import csv
-from collections import Counter
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from mailnb.bounces import parse
+from mailnb.bounce_rules import RULES
+from mailnb.classify import reviewing_rules
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "bounces" / "sisimai"
 NON_BOUNCE = {"feedback": "feedback", "vacation": "auto-reply", "delivered": "delivered"}
@@ -25,42 +35,104 @@ def labels(corpus: Path = CORPUS) -> dict[str, list[dict]]:
     return out
 
 
-def evaluate(corpus: Path = CORPUS, crlf: bool = False) -> dict:
-    stats = Counter()
-    misses = []
-    for file, rows in sorted(labels(corpus).items()):
-        raw = (corpus / file).read_bytes()
-        if crlf:
-            raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        got = parse(raw)
-        for row in rows:
-            i = int(row["recipient_index"]) - 1
-            stats["labels"] += 1
-            want = row["reason"]
-            b = got[i] if i < len(got) else None
-            if b is None:
-                misses.append((file, i + 1, want, None, "missing"))
-                continue
-            stats["found"] += 1
-            if want in NON_BOUNCE:
-                stats["non_bounce"] += 1
-                ok = b.kind == NON_BOUNCE[want]
-                stats["non_bounce_ok"] += ok
-                stats["hard_ok"] += (not b.hard) and ok
-                stats["reason_ok"] += ok
-                if not ok:
-                    misses.append((file, i + 1, want, f"{b.kind}/{b.reason}", b.diagnostic[:150]))
-                continue
-            stats["hard_ok"] += b.hard == (row["hardbounce"] == "1") and b.kind == "bounce"
-            ok = b.reason == want
+def family(file: str) -> str:
+    """``samples/lhost-postfix-41.eml`` -> ``lhost-postfix``."""
+    return re.sub(r"-\d+$", "", Path(file).stem)
+
+
+def _raw(corpus: Path, file: str, crlf: bool) -> bytes:
+    raw = (corpus / file).read_bytes()
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") if crlf else raw
+
+
+def _score(stats: Counter, misses: list, file: str, rows: list[dict], got: list) -> None:
+    for row in rows:
+        i = int(row["recipient_index"]) - 1
+        stats["labels"] += 1
+        want = row["reason"]
+        b = got[i] if i < len(got) else None
+        if b is None:
+            misses.append((file, i + 1, want, None, "missing"))
+            continue
+        stats["found"] += 1
+        if want in NON_BOUNCE:
+            stats["non_bounce"] += 1
+            ok = b.kind == NON_BOUNCE[want]
+            stats["non_bounce_ok"] += ok
+            stats["hard_ok"] += (not b.hard) and ok
             stats["reason_ok"] += ok
             if not ok:
-                misses.append((file, i + 1, want, b.reason, f"[{b.status}] " + b.diagnostic[:200]))
+                misses.append((file, i + 1, want, f"{b.kind}/{b.reason}", b.diagnostic[:150]))
+            continue
+        stats["hard_ok"] += b.hard == (row["hardbounce"] == "1") and b.kind == "bounce"
+        ok = b.reason == want
+        stats["reason_ok"] += ok
+        if not ok:
+            misses.append((file, i + 1, want, b.reason, f"[{b.status}] " + b.diagnostic[:200]))
+
+
+def evaluate(corpus: Path = CORPUS, crlf: bool = False, files: set[str] | None = None,
+             off: frozenset[int] = frozenset()) -> dict:
+    """Agreement with the labels (of ``files`` only, if given), with the rules ``off``."""
+    stats: Counter = Counter()
+    misses: list = []
+    for file, rows in sorted(labels(corpus).items()):
+        if files is None or file in files:
+            with reviewing_rules(off):
+                got = parse(_raw(corpus, file, crlf))
+            _score(stats, misses, file, rows, got)
     n = stats["labels"]
     return {"labels": n, "found": stats["found"] / n, "hard": stats["hard_ok"] / n,
-            "reason": stats["reason_ok"] / n,
+            "reason": stats["reason_ok"] / n, "hard_ok": stats["hard_ok"],
+            "reason_ok": stats["reason_ok"],
             "non_bounce_ok": f"{stats['non_bounce_ok']}/{stats['non_bounce']}",
             "misses": misses}
+
+
+def rule_families(corpus: Path = CORPUS) -> dict[int, set[str]]:
+    """For each rule (its index in RULES), the families whose samples it matches."""
+    found: dict[int, set[str]] = defaultdict(set)
+    for file in labels(corpus):
+        with reviewing_rules() as seen:
+            parse(_raw(corpus, file, False))
+        for i in seen:
+            found[i].add(family(file))
+    return found
+
+
+def generalisation(corpus: Path = CORPUS) -> dict:
+    """Per family: agreement with all rules, and with the rules only it uses switched off."""
+    uses = rule_families(corpus)
+    by_family: dict[str, set[str]] = defaultdict(set)
+    for file in labels(corpus):
+        by_family[family(file)].add(file)
+    table, totals = [], Counter()
+    for fam, files in sorted(by_family.items()):
+        own = frozenset(i for i, fams in uses.items() if fams == {fam})
+        full, held_out = evaluate(corpus, files=files), evaluate(corpus, files=files, off=own)
+        table.append((fam, full["labels"], len(own), full["hard"], full["reason"],
+                      held_out["hard"], held_out["reason"]))
+        totals["labels"] += full["labels"]
+        for key, r in (("", full), ("out_", held_out)):
+            totals[key + "hard"] += r["hard_ok"]
+            totals[key + "reason"] += r["reason_ok"]
+    n = totals["labels"]
+    unused = [i for i in range(len(RULES)) if i not in uses]
+    return {"table": table, "hard": totals["hard"] / n, "reason": totals["reason"] / n,
+            "held_out_hard": totals["out_hard"] / n, "held_out_reason": totals["out_reason"] / n,
+            "family_only_rules": sum(1 for fams in uses.values() if len(fams) == 1),
+            "unused_rules": len(unused), "rules": len(RULES)}
+
+
+def print_generalisation(g: dict) -> None:
+    print(f"{'family':24} {'labels':>6} {'own rules':>9} {'hard':>6} {'reason':>7} "
+          f"{'hard*':>6} {'reason*':>8}")
+    for fam, n, own, hard, reason, o_hard, o_reason in g["table"]:
+        print(f"{fam:24} {n:6d} {own:9d} {hard:6.0%} {reason:7.0%} {o_hard:6.0%} {o_reason:8.0%}")
+    print(f"all rules: hard/soft {g['hard']:.1%}, reason {g['reason']:.1%}; with each family's "
+          f"own rules off (*): hard/soft {g['held_out_hard']:.1%}, reason "
+          f"{g['held_out_reason']:.1%}. {g['rules']} rules: {g['family_only_rules']} match one "
+          f"family only, {g['unused_rules']} match no sample (kept for what they follow)")
 
 
 if __name__ == "__main__":
@@ -69,3 +141,4 @@ if __name__ == "__main__":
     for m in r.pop("misses"):
         print("\t".join(map(str, m)))
     print(r)
+    print_generalisation(generalisation())

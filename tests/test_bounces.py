@@ -1,5 +1,6 @@
 """Bounce parsing and classification (pure), on hand-made reports and on the shared real corpus."""
 import os
+import re
 
 import pytest
 from sisimai_eval import CORPUS, evaluate, labels
@@ -299,10 +300,53 @@ def test_agreement_with_the_labelled_corpus(capsys):
                   f"recipients, found {r['found']:.1%}, hard/soft agreement {r['hard']:.1%}, "
                   f"reason agreement {r['reason']:.1%}, non-bounces right {r['non_bounce_ok']}")
         assert r["found"] >= 0.97
-        assert r["reason"] >= 0.85
+        assert r["reason"] >= 0.92
         ok, total = map(int, r["non_bounce_ok"].split("/"))
         assert ok == total                       # no complaint, auto-reply or success as a bounce
-        assert r["hard"] >= 0.97
+        assert r["hard"] >= 0.9795                # 485 of 495: 98.0% to one decimal
+
+
+def test_the_rules_generalise_across_families(capsys):
+    """Each family of the corpus judged with the rules that only its own samples use switched
+    off. Issue 18 asks for 97% hard/soft and 85% reason here; what the general rules carry today
+    is asserted as a floor, so that no change makes them carry less."""
+    _corpus_or_skip()
+    from sisimai_eval import generalisation, print_generalisation
+    g = generalisation()
+    with capsys.disabled():
+        print()
+        print_generalisation(g)
+    assert g["hard"] >= 0.9795 and g["reason"] >= 0.92
+    assert g["held_out_hard"] >= 0.955 and g["held_out_reason"] >= 0.785
+
+
+def test_every_rule_names_its_source_and_no_everyday_word_decides_alone():
+    from mailnb.bounce_rules import REASON_TIER, RULES, TERMS
+    from mailnb.classify import REASONS
+    for rule in RULES:
+        assert rule.reason in REASONS or rule.reason == "recipient", rule
+        assert rule.reason in REASON_TIER, rule
+        assert re.match(r"(RFC \d+|.*https?://|.*\(\d{3}|\w[\w ().-]+[:(])", rule.source), rule
+        if rule.provider:
+            assert "http" in rule.source or "RFC" in rule.source or "(8)" in rule.source, rule
+        single = not re.search(r" |\\s|\.\{", rule.pattern)
+        assert not single or rule.pattern in TERMS, f"one word decides {rule.reason}: {rule}"
+    for word in ("helo", "policy", "poor", "deferred", "blocked", "expired", "re: "):
+        assert all(r.pattern != word for r in RULES), word
+
+
+def test_specificity_not_list_order_decides():
+    """The longer, more specific wording wins whichever rule comes first; a cause beats how it
+    ended; a provider's own wording beats a generic phrase of the same kind."""
+    assert classify("Sent to too many recipients this hour, try later") == "speeding"
+    assert classify("Too many recipients") == "toomanyconn"
+    assert classify("550 Virus Detected; Content Rejected") == "virusdetected"
+    assert classify("Mailbox full. Delivery time expired, giving up") == "mailboxfull"
+    assert classify("Name service error for name=example.org type=MX: Host not found, try "
+                    "again") == "networkerror"
+    assert classify("554 5.7.9 Message not accepted for policy reasons") == "policyviolation"
+    assert classify("550 5.7.26 Unauthenticated email: it fails to pass SPF checks; to protect "
+                    "our users from spam ...", "5.7.26") == "authfailure"
 
 
 def test_a_success_report_is_never_a_bounce():
