@@ -53,6 +53,15 @@ TERMS = frozenset({
     r"recip(?:ient)?notfound", r"groups\.google\.com", r"google-?(?:gruppe|group)"})
 
 
+#: providers' pages that several rules follow
+_GMAIL = 'Gmail SMTP errors: https://support.google.com/a/answer/3726730'
+_SES = (
+    'Amazon SES errors: https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html')
+_GROUPS = 'Google Groups posting permissions: https://support.google.com/groups/answer/2464926'
+_ORANGE = 'Orange postmaster: https://postmaster.orange.fr'
+_RCPTHOSTS = 'qmail-smtpd(8) rcpthosts: https://cr.yp.to/qmail.html'
+
+
 def _phrases(reason: str, source: str, *patterns: str) -> list[Rule]:
     return [Rule(reason, p, source) for p in patterns]
 
@@ -63,9 +72,9 @@ RULES: list[Rule] = [
     *_phrases('spamdetected', 'RFC 3463 X.7.1 (refused for its content), RFC 7372 X.7.28',
               'spam classification', 'considered unsolicited', 'classified as (?:spam|junk)'),
     Rule('blocked', 'service refus',
-         'Orange postmaster: https://postmaster.orange.fr', provider=True),
+         _ORANGE, provider=True),
     Rule('blocked', 'ip source bloquee',
-         'Orange postmaster: https://postmaster.orange.fr', provider=True),
+         _ORANGE, provider=True),
     Rule('blocked', "messages from [\\d.]+ weren't sent",
          'Outlook.com sender support: https://sendersupport.olc.protection.outlook.com/pm/', provider=True),
     *_phrases('blocked', 'RFC 3463 X.7.1 (delivery not authorized: the sending host or IP)',
@@ -75,7 +84,7 @@ RULES: list[Rule] = [
     Rule('userunknown', 'recip(?:ient)?notfound',
          'Exchange Online NDRs: https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online', provider=True),
     Rule('userunknown', "address couldn't be found",
-         'Gmail SMTP errors: https://support.google.com/a/answer/3726730', provider=True),
+         _GMAIL, provider=True),
     *_phrases('userunknown', 'RFC 3463 X.1.1 (bad destination mailbox address), RFC 5321 550/551',
 
               'recipient address rejected: (?:access denied|user unknown|unknown user|invalid user)'),
@@ -86,7 +95,7 @@ RULES: list[Rule] = [
     Rule('hasmoved', '\\b551 not our customer',
          'RFC 5321 4.2.3 (551 user not local)', provider=True),
     Rule('hostunknown', 'the account or domain may not exist',
-         'Gmail SMTP errors: https://support.google.com/a/answer/3726730', provider=True),
+         _GMAIL, provider=True),
     *_phrases('hostunknown', 'RFC 3463 X.1.2 (bad destination system address)',
               "(?<![@\\w.-])[a-z0-9-]+(?:\\.[a-z0-9-]+)*\\.[a-z]{2,24} (?:does not|doesn't) exist",
               'host or domain name not found', 'domain (?:name )?(?:not found|does not exist)',
@@ -160,13 +169,13 @@ RULES: list[Rule] = [
               'no longer (?:valid|available|in use|with|at|accepts|receives)',
               'address (?:has )?changed', 'moved to', 'is no longer', 'new address'),
     Rule('norelaying', 'identities failed the check',
-         'Amazon SES errors: https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html', provider=True),
+         _SES, provider=True),
     Rule('norelaying', 'email address is not verified',
-         'Amazon SES errors: https://docs.aws.amazon.com/ses/latest/dg/troubleshoot-error-messages.html', provider=True),
+         _SES, provider=True),
     Rule('norelaying', 'not (?:in|on) (?:my|our) list of (?:allowed )?rcpthosts',
-         'qmail-smtpd(8) rcpthosts: https://cr.yp.to/qmail.html', provider=True),
+         _RCPTHOSTS, provider=True),
     Rule('norelaying', "sorry, that domain isn't in my list",
-         'qmail-smtpd(8) rcpthosts: https://cr.yp.to/qmail.html', provider=True),
+         _RCPTHOSTS, provider=True),
     *_phrases('norelaying', 'RFC 5321 3.6.2 (mail relaying), RFC 3463 X.7.1',
               'not configured to relay',
               'relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed)|prohibited|refused)',
@@ -219,11 +228,11 @@ RULES: list[Rule] = [
               'rejected due to user rules', 'refuse to receive', 'account is protected by',
               'has restricted sms'),
     Rule('rejected', 'permission to post',
-         'Google Groups posting permissions: https://support.google.com/groups/answer/2464926', provider=True),
+         _GROUPS, provider=True),
     Rule('rejected', 'groups\\.google\\.com',
-         'Google Groups posting permissions: https://support.google.com/groups/answer/2464926', provider=True),
+         _GROUPS, provider=True),
     Rule('rejected', 'google-?(?:gruppe|group)',
-         'Google Groups posting permissions: https://support.google.com/groups/answer/2464926', provider=True),
+         _GROUPS, provider=True),
     *_phrases('rejected', "RFC 3463 X.1.7, X.1.8 (bad sender's mailbox or system address)",
 
               'sender (?:address )?(?:rejected|refused|denied|blocked|not allowed|invalid|unknown|verify failed)',
@@ -259,7 +268,7 @@ RULES: list[Rule] = [
               "domain .{0,60} (?:does not|doesn't) accept mail", 'unknown mail domain',
               'host .{0,40} not found'),
     Rule('userunknown', 'email account that you tried to reach does not exist',
-         'Gmail SMTP errors: https://support.google.com/a/answer/3726730', provider=True),
+         _GMAIL, provider=True),
     *_phrases('userunknown', 'RFC 3463 X.1.1 (bad destination mailbox address), RFC 5321 550/551',
               'user unknown', 'unknown user',
               'no such (?:user|mailbox|recipient|person|account|address|local user)',
