@@ -355,6 +355,15 @@ def _check_url(url: str) -> None:
     raise ConfigError(f"the OAuth URL {url!r} must be https:// (plain http only for 127.0.0.0/8)")
 
 
+def _url_problem(url: str) -> str | None:
+    """What is wrong with an identity provider's URL, for a form's field (None: nothing)."""
+    try:
+        _check_url(url)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 @dataclass(frozen=True)
 class OAuth:
     """Who signs in, and where: ``provider`` (``microsoft``), the app's ``client_id`` (the
@@ -734,11 +743,8 @@ class Profile:
             out["username"] = "the mailbox Graph sends from"
         if self.transport not in TRANSPORTS:
             out["transport"] = f"one of {', '.join(TRANSPORTS)}"
-        if self.graph_url:
-            try:
-                _check_url(self.graph_url)
-            except ConfigError as err:
-                out["graph_url"] = str(err)
+        if self.graph_url and (problem := _url_problem(self.graph_url)):
+            out["graph_url"] = problem
         if self.auth not in AUTH_METHODS:
             out["auth"] = f"one of {', '.join(AUTH_METHODS)}"
         elif self.auth == "oauth2" or self.transport == "graph":
@@ -747,11 +753,8 @@ class Profile:
                                           "organisation (needed for OAuth2)")
             if self.oauth_provider not in OAUTH_PROVIDERS:
                 out["oauth_provider"] = f"one of {', '.join(OAUTH_PROVIDERS)}"
-            if self.oauth_authority:
-                try:
-                    _check_url(self.oauth_authority)
-                except ConfigError as err:
-                    out["oauth_authority"] = str(err)
+            if self.oauth_authority and (problem := _url_problem(self.oauth_authority)):
+                out["oauth_authority"] = problem
         return out
 
     def _message_problems(self) -> dict[str, str]:
