@@ -24,7 +24,7 @@ from .classify import HARD, REASONS, classify, find_command, find_reply_code, fi
 from .errors import ConfigError, arg
 from .journal import open_journal
 from .mailbox import Mailbox, Session
-from .replies import read_reply
+from .replies import answered, read_reply
 from .reports import (DELIVERED, KINDS, Bounce, clean, is_auto_reply, is_report, parse,
                       parse_many, verp_token, with_verp)
 
@@ -100,7 +100,7 @@ def read_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[
         found = read_report(raw, journal)
         auto = [b for b in found if b.kind == "auto-reply" and not b.message_id]
         if auto:          # an out-of-office names the message it answers: which campaign
-            match = journal.find_recipient(read_reply(raw).answers, auto[0].recipient)
+            match = journal.find_recipient(answered(head), auto[0].recipient)
             found = [replace(b, message_id=match["message_id"], campaign=match["campaign"])
                      if b in auto and match else b for b in found]
         return found

@@ -140,13 +140,19 @@ def calendar_reply(msg: Message) -> str | None:
     return None
 
 
+def answered(msg: Message) -> list[str]:
+    """The Message-IDs a message answers, nearest first: In-Reply-To, then References from the
+    newest (RFC 5322 3.6.4)."""
+    return list(reversed(_IDS.findall(" ".join(
+        str(v) for v in msg.get_all("References", []) + msg.get_all("In-Reply-To", [])))))
+
+
 def read_reply(raw: bytes) -> Reply:
     """What one reply is (pure: no journal, no network)."""
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     subject = clean(msg.get("Subject"))
     sender = first_address(str(msg.get("From") or ""))
-    answers = list(reversed(_IDS.findall(" ".join(
-        str(v) for v in msg.get_all("References", []) + msg.get_all("In-Reply-To", [])))))
+    answers = answered(msg)
     text = own_text(msg)
     token = _TOKEN.search(f"{subject} {msg.get('To', '')}")
     partstat = calendar_reply(msg)
