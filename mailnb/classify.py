@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 
-from .bounce_rules import (CHECKED_AFTER_DATA, NO_SUCH_USER, ORANGE_CODE, ORANGE_REASONS,
+from .bounce_rules import (CHECKED_AFTER_DATA, LOOKUP_FAILED, NO_SUCH_USER, ORANGE_CODE, ORANGE_REASONS,
                            REASON_TIER, REPLY_REASONS, RULES, STATUS_REASONS, Rule)
 
 #: every reason a bounce can have (the issue's list and the few finer ones real servers give)
@@ -136,8 +136,8 @@ def _by_status(reason: str | None, sub: str | None, status: str | None, command:
             reason in (None, "systemerror", "securityerror", "expired", "networkerror",
                        "syntaxerror", "onhold", "contenterror", "recipient"):
         reason = said                         # x.1.1 / x.1.2 said plainly beat vague words
-    if reason == "hostunknown" and ((status or "").startswith("4") or
-                                    (status is None and "try again" in text)):
+    if reason == "hostunknown" and ((status or "").startswith("4") or LOOKUP_FAILED.search(text)
+                                    or (status is None and "try again" in text)):
         reason = "networkerror"               # a lookup that failed for now: RFC 3463 X.4.3
     if sub == "2.3" and reason == "mesgtoobig":
         reason = "exceedlimit"                # the per-mailbox limit, not the system's
@@ -178,13 +178,17 @@ def _by_command(reason: str | None, sub: str | None, command: str | None, text: 
 
 
 def _fallback(text: str, reply_code: int | None, action: str | None,
-              diagnostic_type: str | None) -> str:
+              diagnostic_type: str | None, command: str | None = None) -> str:
     """No words and no status to go by: RFC 3464's Action, the diagnostic's type, the reply
-    code (RFC 5321)."""
+    code (RFC 5321) and the command it answered."""
     if action in ("delayed", "expired"):
         return "expired"
     if diagnostic_type and diagnostic_type.lower().startswith("x-unix"):
         return "mailererror"
+    if command == "DATA" and reply_code in (550, 554):
+        # refused after the message was seen: the recipient was already accepted at RCPT TO,
+        # so the refusal is of the message (RFC 5321 4.2.5, RFC 3463 X.7.1), not the mailbox
+        return "policyviolation"
     if reply_code in REPLY_REASONS:
         return REPLY_REASONS[reply_code]
     return "onhold" if text.strip() else "undefined"
@@ -205,7 +209,7 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     rule = match_rule(text, diagnostic_type, expect if REASON_TIER.get(expect or "") else None)
     reason = _by_status(rule.reason if rule else None, sub, status, command, text)
     reason = _by_command(reason, sub, command, text, gateway)
-    return reason if reason is not None else _fallback(text, reply_code, action, diagnostic_type)
+    return reason if reason is not None else _fallback(text, reply_code, action, diagnostic_type, command)
 
 
 def is_hard(reason: str, status: str | None, reply_code: int | None) -> bool:
