@@ -19,20 +19,25 @@ T = TypeVar("T")
 def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = None,
              interval: float = 0.25, on_interrupt: Callable[[], None] | None = None) -> T:
     box: dict[str, Any] = {}
+    # an Event, not Thread.join/is_alive: a KeyboardInterrupt that lands inside join() can leave
+    # is_alive() False while the thread still runs (CPython gh-90882), which would return
+    # before the run has recorded its messages in flight
+    done = threading.Event()
 
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             box["error"] = err
+        finally:
+            done.set()
 
     thread = threading.Thread(target=target, name="mailnb-loop", daemon=True)
     thread.start()
     interrupted = False
     while True:
         try:             # every wait inside the handler: an interrupt never leaves a run behind
-            while thread.is_alive():
-                thread.join(interval)
+            while not done.wait(interval):
                 if tick is not None:
                     tick()
             break

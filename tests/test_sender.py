@@ -298,6 +298,8 @@ def test_interrupt_stops_cleanly(smtp, journal):
         mailnb.send(c, plain(smtp), journal=journal, rate="20/s", concurrency=2, progress=None)
     h = journal.history("test")
     sent = int((h["status"] == "sent").sum())
+    # send() returned only after the run recorded its end (not while it was still sending)
+    assert journal.runs()["ended_at"].notna().all()
     assert 3 <= sent <= 40 and (h["status"] == "sending").sum() == 0
     assert sent == len(smtp.recorder.messages)
     assert int((h["status"] == "pending").sum()) == 200 - sent
