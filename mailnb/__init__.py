@@ -6,6 +6,7 @@ from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError
 from .messages import build_message
 from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
 from .journal import Journal, SQLiteJournal, history
+from .pgjournal import PostgresJournal   # registers the postgresql:// journals (psycopg loads on use)
 from .pacing import Pacing
 from .sender import Campaign, StoppedError, send, send_async, send_test
 from .job import Job
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Audience", "AuthenticationError", "Campaign", "Job", "SendOptions", "StoppedError",
     "send_test", "Journal", "Pacing", "Pickup", "Relay",
-    "SQLiteJournal", "Secret", "check_relay", "history", "send", "send_async", "Profile",
+    "SQLiteJournal", "PostgresJournal", "Secret", "check_relay", "history", "send", "send_async", "Profile",
     "PRESETS", "list_profiles", "Blocklist", "ConfigError", "JournalError", "MailnbError",
     "PreflightError", "RecipientError", "RelayError", "SecretMissingError", "Suppressions",
     "TLSError", "Template", "TemplateError", "Unsubscribes", "build_message", "__version__",

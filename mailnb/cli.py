@@ -251,11 +251,11 @@ def cmd_bounces(args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribes(args: argparse.Namespace) -> int:
-    from .journal import SQLiteJournal
+    from .journal import open_journal
     from .settings import Profile
     from .unsubscribes import from_hits, process_unsubscribe_mailbox
     profile = Profile.load(args.profile)
-    journal = SQLiteJournal(args.journal or profile.journal or None)
+    journal = open_journal(args.journal or profile.journal or None, new=True)
     if args.hits:
         out = from_hits(args.hits, journal, policy=profile.exclusion_policy)
     else:
@@ -266,6 +266,14 @@ def cmd_unsubscribes(args: argparse.Namespace) -> int:
         else {}
     print(f"mailnb: {len(out)} request(s): " + (", ".join(f"{n} {k}" for k, n in counts.items())
                                                  or "none"))
+    return 0
+
+
+def cmd_journal_copy(args: argparse.Namespace) -> int:
+    from .journal import copy_journal
+    out = copy_journal(args.source, args.target)
+    print(out.to_string(index=False))
+    print(f"mailnb: copied {int(out['source'].sum())} row(s); every table's count matches")
     return 0
 
 
@@ -431,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     dk.add_argument("--bits", type=int, default=2048)
     dk.set_defaults(func=cmd_dkim_key)
 
+    jr = sub.add_parser("journal", help="the journal itself: copy it between backends")
+    jrs = jr.add_subparsers(dest="journal_command", required=True)
+    jc = jrs.add_parser("copy", help="copy a journal's history into an empty one (SQLite file "
+                        "or postgresql:// URL), checked by counts")
+    jc.add_argument("--from", dest="source", required=True, help="a journal file or URL")
+    jc.add_argument("--to", dest="target", required=True, help="a new file or an empty database")
+    jc.set_defaults(func=cmd_journal_copy)
     pr = sub.add_parser("profiles", help="list, show or create the saved profiles")
     pr.set_defaults(func=cmd_profiles)
     prs = pr.add_subparsers(dest="action")

@@ -92,8 +92,8 @@ class Job:
     wait: bool | None = _s("at the daily cap or outside the window: wait, do not stop")
     retries: int | None = _s("retries of a temporary failure (default 3)")
     # -- the journal and the run
-    journal: str | None = _s("journal file (default: the profile's, $MAILNB_JOURNAL or the user "
-                             "data folder)")
+    journal: str | None = _s("journal file, or a postgresql:// URL that several workers share "
+                             "(default: the profile's, $MAILNB_JOURNAL or the user data folder)")
     new_journal: bool | None = _s("start a new journal at --journal if none is there")
     dry_run: bool | None = _s("render and plan, send nothing")
     reset: bool | None = _s("set every recipient to unsent first")

@@ -1,6 +1,7 @@
 """The journal: every recipient's state in every campaign, so any run can resume without duplicates.
 
-States: ``pending`` (not tried yet), ``sending`` (in flight), ``sent``, ``failed`` (permanent 5xx),
+States: ``pending`` (not tried yet), ``claimed`` (taken by a run, waiting for its send slot: never
+handed to the relay, so it returns to ``pending`` if that run dies), ``sending`` (in flight), ``sent``, ``failed`` (permanent 5xx),
 ``deferred`` (temporary failures past the retry limit; tried again by the next run), ``skipped``, and
 ``unknown`` (in flight when a run died: the relay may or may not have it; not resent unless asked),
 and ``bounced`` (the relay took it, then a bounce came back for it).
@@ -21,6 +22,7 @@ import sqlite3
 import time
 import uuid
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,22 @@ from .pacing import CAP_PERIOD
 from .recipients import Suppressions, Unsubscribes, address_key
 
 
-STATES = ("pending", "sending", "sent", "failed", "deferred", "skipped", "unknown", "bounced")
+STATES = ("pending", "claimed", "sending", "sent", "failed", "deferred", "skipped", "unknown",
+          "bounced")
 #: a run that has not written for this long is taken to be dead
 STALE_AFTER = 120.0
 JOURNAL_ENV = "MAILNB_JOURNAL"
+#: journals kept in a server, by URL scheme; :mod:`mailnb.pgjournal` adds ``postgresql://``
+URL_BACKENDS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A daily cap that claims must respect: ``limit`` messages per rolling 24 hours from the
+    relay ``account``, counted over every run and worker that shares the journal."""
+
+    account: str
+    limit: int
 
 
 def default_path() -> Path:
@@ -182,6 +196,20 @@ CREATE TABLE IF NOT EXISTS campaign_counts (
     PRIMARY KEY (campaign, status));
 """
 
+#: the schema's versions: each entry's statements take a journal from the version before to its
+#: own. Every journal records its version (``schema_version``) and is brought up to date when
+#: opened; one made before versions were kept has version 1's tables already.
+MIGRATIONS: dict[int, str] = {
+    1: SCHEMA,
+    2: """
+CREATE TABLE IF NOT EXISTS pace (
+    account TEXT PRIMARY KEY, next_at REAL NOT NULL, n INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS recipients_in_flight ON recipients (account) WHERE status = 'sending';
+CREATE INDEX IF NOT EXISTS recipients_state ON recipients (campaign, status);
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
 
 #: bytes kept free beside the journal, given up when the disk fills so the last outcomes fit
 RESERVE = 256 * 1024
@@ -267,7 +295,7 @@ class SQLiteJournal(Journal):
             # NORMAL in WAL mode survives a killed process (only power loss can drop the last
             # commits); FULL would fsync every message.
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.Error as err:
             raise write_error(self.path, err, "open") from None
         except OSError as err:
@@ -276,6 +304,42 @@ class SQLiteJournal(Journal):
         self._reserve = None if str(self.path) == ":memory:" else \
             self.path.with_name(self.path.name + "-reserve")
         self._keep_reserve()
+
+    # the SQL that differs between backends
+    shared = False                  # several machines can share it
+    begin_write = "BEGIN IMMEDIATE"  # a transaction that writes after it reads
+    for_update = ""
+
+    def _lock_schema(self) -> None:
+        pass
+
+    def _schema(self, sql: str) -> str:
+        return sql
+
+    def _secure_delete(self) -> None:
+        self.db.execute("PRAGMA secure_delete = ON")
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older journal's up to :data:`SCHEMA_VERSION`."""
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        with self.db:
+            self.db.execute(self.begin_write)
+            self._lock_schema()
+            (have,) = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
+            have = have or 0
+            if have > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {self.location} was made by a newer mailnb (schema version "
+                    f"{have}; this one knows {SCHEMA_VERSION}): upgrade mailnb to use it")
+            for version in range(have + 1, SCHEMA_VERSION + 1):
+                for stmt in self._schema(MIGRATIONS[version]).split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+
+    def schema_version(self) -> int:
+        (have,) = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(have or 0)
 
     def _keep_reserve(self) -> None:
         """A file of RESERVE bytes beside the journal, so that a disk that fills up mid-send
@@ -332,9 +396,12 @@ class SQLiteJournal(Journal):
         self.db.execute("UPDATE runs SET ended_at = ?, heartbeat = ?, summary = ? WHERE id = ?",
                         (time.time(), time.time(), json.dumps(summary, default=str), run_id))
 
+    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self.db, params=tuple(params))
+
     def runs(self, campaign: str | None = None) -> pd.DataFrame:
         q = "SELECT * FROM runs" + (" WHERE campaign = ?" if campaign else "") + " ORDER BY started_at"
-        return pd.read_sql_query(q, self.db, params=(campaign,) if campaign else ())
+        return self._frame(q, (campaign,) if campaign else ())
 
     # -- recipients ---------------------------------------------------------------------------------
     def add_recipients(self, campaign: str, rows: Iterable[tuple[str, str, str]]) -> int:
@@ -350,28 +417,40 @@ class SQLiteJournal(Journal):
             return self.db.total_changes - before
 
     def recover(self, campaign: str, run_id: str) -> int:
-        """Mark as ``unknown`` the rows left ``sending`` by runs that are no longer alive."""
+        """After runs that are no longer alive (ended, no heartbeat for :data:`STALE_AFTER`
+        seconds, or their process gone): their ``sending`` rows become ``unknown`` (the relay
+        may have them), their ``claimed`` rows ``pending`` again (never handed to the relay).
+        Returns how many became unknown."""
         now = time.time()
         reply = "the run sending this message stopped before the relay answered"
         with self.db:
             self.db.execute("BEGIN")
-            runs = self.db.execute(
-                "SELECT DISTINCT r.id, r.host, r.pid, r.ended_at, r.heartbeat FROM recipients c "
-                "JOIN runs r ON r.id = c.run_id WHERE c.campaign = ? AND c.status = 'sending' "
-                "AND c.run_id != ?", (campaign, run_id)).fetchall()
-            dead = {rid for rid, host, pid, ended, beat in runs
-                    if ended is not None or beat < now - STALE_AFTER
-                    or (host == socket.gethostname() and not _alive(pid))}
-            keys = [(k, r) for k, r in self.db.execute(
-                "SELECT key, run_id FROM recipients WHERE campaign = ? AND status = 'sending'",
-                (campaign,)) if r in dead]
+            dead = self._dead(campaign, run_id, now)
+            rows = [(k, r, st) for k, r, st in self.db.execute(
+                "SELECT key, run_id, status FROM recipients WHERE campaign = ? AND status IN "
+                "('sending', 'claimed') AND run_id != ?", (campaign, run_id)) if r in dead]
+            keys = [(k, r) for k, r, st in rows if st == "sending"]
             self.db.executemany(
                 "UPDATE recipients SET status = 'unknown', reply = ?, updated_at = ? "
-                "WHERE campaign = ? AND key = ?", ((reply, now, campaign, k) for k, _ in keys))
+                "WHERE campaign = ? AND key = ? AND status = 'sending'",
+                ((reply, now, campaign, k) for k, _ in keys))
             self.db.executemany(
                 "INSERT INTO events (at, campaign, key, run_id, status, reply) "
                 "VALUES (?,?,?,?,'unknown',?)", ((now, campaign, k, r, reply) for k, r in keys))
+            self.db.executemany(
+                "UPDATE recipients SET status = 'pending', updated_at = ? WHERE campaign = ? AND "
+                "key = ? AND status = 'claimed'",
+                ((now, campaign, k) for k, _, st in rows if st == "claimed"))
         return len(keys)
+
+    def _dead(self, campaign: str, run_id: str, now: float) -> set[str]:
+        """The other runs of ``campaign`` that ended, stopped beating or whose process is gone."""
+        runs = self.db.execute(
+            "SELECT id, host, pid, ended_at, heartbeat FROM runs WHERE campaign = ? AND id != ?",
+            (campaign, run_id)).fetchall()
+        return {rid for rid, host, pid, ended, beat in runs
+                if ended is not None or beat < now - STALE_AFTER
+                or (host == socket.gethostname() and not _alive(pid))}
 
     def reset(self, campaign: str, statuses: Sequence[str]) -> int:
         """Set the rows in ``statuses`` back to ``pending`` (their history stays in ``events``)."""
@@ -387,20 +466,71 @@ class SQLiteJournal(Journal):
         return dict(self.db.execute("SELECT key, status FROM recipients WHERE campaign = ?",
                                     (campaign,)))
 
-    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool:
-        """Atomically move a row to ``sending`` if it is in one of ``claimable``; False if another
-        run took it or it is done."""
-        claimed = self._claim(campaign, key, run_id, claimable)
-        self.heartbeat(run_id)
-        return claimed
+    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str], *,
+              to: str = "sending", cap: Cap | None = None) -> bool:
+        """Atomically move a row to ``to`` (``sending``, or ``claimed`` to hold it while waiting
+        for a send slot) if it is in one of ``claimable``; a ``claimed`` row only by the run that
+        claimed it. With ``cap``, only while the relay account's messages sent in the last 24
+        hours and in flight (by every worker) are fewer than the cap. False if another run took
+        it, it is done, or the cap is full."""
+        return self.claim_after(campaign, key, run_id, claimable, None, to=to, cap=cap)
 
-    def _claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool:
+    def _lock_account(self, account: str) -> None:
+        """Serialise the claims that count toward one account's daily cap (SQLite's write lock
+        does already)."""
+
+    def _claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
+               to: str = "sending", cap: Cap | None = None) -> bool:
         marks = ",".join("?" * len(claimable))
-        cur = self.db.execute(
-            f"UPDATE recipients SET status = 'sending', run_id = ?, updated_at = ? "
-            f"WHERE campaign = ? AND key = ? AND status IN ({marks})",
-            (run_id, time.time(), campaign, key, *claimable))
-        return cur.rowcount == 1
+        sql = (f"UPDATE recipients SET status = ?, run_id = ?, updated_at = ? WHERE campaign = ? "
+               f"AND key = ? AND status IN ({marks}) AND (status != 'claimed' OR run_id = ?)")
+        args: tuple[Any, ...] = (to, run_id, time.time(), campaign, key, *claimable, run_id)
+        if cap is not None:
+            self._lock_account(cap.account)
+            sql = sql.replace("updated_at = ?", "updated_at = ?, account = ?", 1) + (
+                " AND (SELECT count(*) FROM events WHERE status = 'sent' AND account = ? AND "
+                "at >= ?) + (SELECT count(*) FROM recipients WHERE status = 'sending' AND "
+                "account = ?) < ?")
+            args = (to, run_id, args[2], cap.account, *args[3:], cap.account,
+                    time.time() - CAP_PERIOD, cap.account, cap.limit)
+        return self.db.execute(sql, args).rowcount == 1
+
+    def release(self, campaign: str, run_id: str) -> int:
+        """Return this run's ``claimed`` rows (never handed to the relay) to ``pending``."""
+        return self.db.execute(
+            "UPDATE recipients SET status = 'pending', updated_at = ? WHERE campaign = ? AND "
+            "status = 'claimed' AND run_id = ?", (time.time(), campaign, run_id)).rowcount
+
+    def in_cap(self, account: str) -> int:
+        """The messages that count toward ``account``'s daily cap now: sent in the last 24 hours
+        and in flight, by every run."""
+        (sent,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND "
+                                  "account = ? AND at >= ?",
+                                  (account, time.time() - CAP_PERIOD)).fetchone()
+        (flying,) = self.db.execute("SELECT count(*) FROM recipients WHERE status = 'sending' "
+                                    "AND account = ?", (account,)).fetchone()
+        return int(sent) + int(flying)
+
+    def reserve_slot(self, account: str, interval: float, block_size: int | None = None,
+                     block_pause: float = 0.0) -> float:
+        """The next send slot (a wall-clock time) of the relay account, for every run and worker
+        that shares this journal: slots are ``interval`` apart, with ``block_pause`` after every
+        ``block_size``. One short write transaction a message."""
+        now = time.time()
+        with self.db:
+            self.db.execute(self.begin_write)
+            self.db.execute("INSERT OR IGNORE INTO pace (account, next_at, n) VALUES (?, ?, 0)",
+                            (account, now))
+            next_at, n = self.db.execute("SELECT next_at, n FROM pace WHERE account = ?" +
+                                         self.for_update, (account,)).fetchone()
+            if block_size and block_pause and now - next_at >= block_pause:
+                n = 0                   # idle for a pause's length: a new block starts
+            slot = max(next_at, now)
+            if n and block_size and n % block_size == 0:
+                slot = max(next_at, now) + block_pause
+            self.db.execute("UPDATE pace SET next_at = ?, n = ? WHERE account = ?",
+                            (slot + interval, n + 1, account))
+        return slot
 
     def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
                reply: str | None = None, message_id: str | None = None,
@@ -429,15 +559,18 @@ class SQLiteJournal(Journal):
             (now, campaign, key, run_id, status, code, reply, message_id, account))
 
     def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
-                    outcome: dict[str, Any] | None) -> bool:
-        """The previous message's outcome and the next claim in one transaction (one commit a
-        message instead of two)."""
-        if not outcome:
-            return self.claim(campaign, key, run_id, claimable)
-        with self.db:
-            self.db.execute("BEGIN")
-            self._record(**outcome)
-            claimed = self._claim(campaign, key, run_id, claimable)
+                    outcome: dict[str, Any] | None, *, to: str = "sending",
+                    cap: Cap | None = None) -> bool:
+        """The previous message's outcome and the next claim (:meth:`claim`) in one transaction
+        (one commit a message instead of two)."""
+        if not outcome and cap is None:
+            claimed = self._claim(campaign, key, run_id, claimable, to)
+        else:
+            with self.db:
+                self.db.execute("BEGIN")
+                if outcome:
+                    self._record(**outcome)
+                claimed = self._claim(campaign, key, run_id, claimable, to, cap)
         self.heartbeat(run_id)
         return claimed
 
@@ -486,9 +619,8 @@ class SQLiteJournal(Journal):
         q = ("SELECT r.campaign, r.key, r.address, min(b.at) AS responded_at FROM bounces b "
              "JOIN recipients r ON r.campaign = b.campaign AND r.key = b.key WHERE b.kind = "
              "'reply' AND b.reason IN ('answer', 'calendar')")
-        df = pd.read_sql_query(q + (" AND r.campaign = ?" if campaign else "") +
-                               " GROUP BY r.campaign, r.key", self.db,
-                               params=(campaign,) if campaign else ())
+        df = self._frame(q + (" AND r.campaign = ?" if campaign else "") +
+                         " GROUP BY r.campaign, r.key", (campaign,) if campaign else ())
         df["responded_at"] = pd.to_datetime(df["responded_at"], unit="s", utc=True)
         return df
 
@@ -496,9 +628,8 @@ class SQLiteJournal(Journal):
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""
         q = ("SELECT campaign, key, address, row, status, attempts, code, reply, message_id, "
              "account, run_id, added_at, updated_at, sent_at FROM recipients")
-        df = pd.read_sql_query(q + (" WHERE campaign = ?" if campaign else "") +
-                               " ORDER BY campaign, added_at, rowid", self.db,
-                               params=(campaign,) if campaign else ())
+        df = self._frame(q + (" WHERE campaign = ?" if campaign else "") +
+                         " ORDER BY campaign, added_at, rowid", (campaign,) if campaign else ())
         for col in ("added_at", "updated_at", "sent_at"):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         df["row"] = df["row"].map(lambda r: decode_row(r) if isinstance(r, str) else r)
@@ -537,8 +668,8 @@ class SQLiteJournal(Journal):
                             self.db.execute("SELECT address, reason FROM suppressions"))
 
     def suppressed(self) -> pd.DataFrame:
-        df = pd.read_sql_query("SELECT address, reason, source, added_at FROM suppressions "
-                               "ORDER BY added_at", self.db)
+        df = self._frame("SELECT address, reason, source, added_at FROM suppressions "
+                         "ORDER BY added_at")
         df["added_at"] = pd.to_datetime(df["added_at"], unit="s", utc=True)
         return df
 
@@ -611,9 +742,9 @@ class SQLiteJournal(Journal):
         return True
 
     def bounce_history(self, address: str) -> pd.DataFrame:
-        df = pd.read_sql_query("SELECT at, kind, hard, reason, status, diagnostic, campaign, "
-                               "message_id FROM bounces WHERE rkey = ? ORDER BY at",
-                               self.db, params=(address_key(address),))
+        df = self._frame("SELECT at, kind, hard, reason, status, diagnostic, campaign, "
+                         "message_id FROM bounces WHERE rkey = ? ORDER BY at",
+                         (address_key(address),))
         df["hard"] = df["hard"].astype(bool)
         return df
 
@@ -631,7 +762,7 @@ class SQLiteJournal(Journal):
         return max(found) if found else None
 
     def bounces(self) -> pd.DataFrame:
-        df = pd.read_sql_query("SELECT * FROM bounces ORDER BY at", self.db)
+        df = self._frame("SELECT * FROM bounces ORDER BY at")
         df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
         return df
 
@@ -644,7 +775,7 @@ class SQLiteJournal(Journal):
         the file is then rewritten, so no byte of them is left in it or its WAL."""
         marks = ",".join("?" * len(keys))
         counts: dict[str, int] = {}
-        self.db.execute("PRAGMA secure_delete = ON")
+        self._secure_delete()
         with self.db:
             self.db.execute("BEGIN")
             rows = self.db.execute(f"SELECT campaign, key FROM recipients WHERE lower(address) "
@@ -684,7 +815,7 @@ class SQLiteJournal(Journal):
                               "WHERE key = ?", (key,)),
              "unsubscribes": ("SELECT address, campaign, source, at FROM unsubscribes WHERE "
                               "key = ?", (key,))}
-        return {kind: pd.read_sql_query(sql, self.db, params=args)
+        return {kind: self._frame(sql, args)
                 for kind, (sql, args) in q.items()}
 
     def purge_before(self, cutoff: float) -> dict[str, int]:
@@ -695,7 +826,7 @@ class SQLiteJournal(Journal):
             "SELECT campaign FROM runs GROUP BY campaign HAVING max(coalesce(ended_at, "
             "heartbeat)) < ?", (cutoff,))]
         counts = {"campaigns": 0, "recipients": 0, "events": 0, "bounces": 0}
-        self.db.execute("PRAGMA secure_delete = ON")
+        self._secure_delete()
         with self.db:
             self.db.execute("BEGIN")
             for c in ended:
@@ -714,14 +845,14 @@ class SQLiteJournal(Journal):
 
     def campaign_counts(self) -> pd.DataFrame:
         """What is kept of purged campaigns: how many recipients ended in each state."""
-        df = pd.read_sql_query("SELECT * FROM campaign_counts ORDER BY campaign, status", self.db)
+        df = self._frame("SELECT * FROM campaign_counts ORDER BY campaign, status")
         df["purged_at"] = pd.to_datetime(df["purged_at"], unit="s", utc=True)
         return df
 
     def events(self, campaign: str | None = None) -> pd.DataFrame:
         """Every outcome ever recorded, oldest first: the audit trail."""
         q = "SELECT * FROM events" + (" WHERE campaign = ?" if campaign else "") + " ORDER BY at"
-        df = pd.read_sql_query(q, self.db, params=(campaign,) if campaign else ())
+        df = self._frame(q, (campaign,) if campaign else ())
         df["at"] = pd.to_datetime(df["at"], unit="s", utc=True)
         return df
 
@@ -748,11 +879,15 @@ def _alive(pid: int | None) -> bool:
 def open_journal(journal: Journal | str | Path | None, *, new: bool = False,
                  create: bool = True) -> Journal:
     """The journal to use. ``None``: ``$MAILNB_JOURNAL``, else the default file in the user's data
-    folder. A path given explicitly (an argument, ``$MAILNB_JOURNAL``, a profile) that does not
+    folder. A ``postgresql://`` URL: the shared journal in that database (:mod:`mailnb.pgjournal`). A path given explicitly (an argument, ``$MAILNB_JOURNAL``, a profile) that does not
     exist is refused unless ``new=True``: a mistyped path would otherwise start an empty journal
     and send the whole campaign again. ``create=False`` (a dry run) never makes a file."""
     if isinstance(journal, Journal):
         return journal
+    url = journal if journal is not None else os.environ.get(JOURNAL_ENV)
+    for scheme, backend in URL_BACKENDS.items():
+        if isinstance(url, str) and url.startswith(scheme):
+            return backend(url)
     explicit = journal is not None or bool(os.environ.get(JOURNAL_ENV))
     path = Path(journal).expanduser() if journal is not None else default_path()
     if not path.exists():
@@ -800,3 +935,47 @@ def timeline(campaign: str, journal: Journal | str | Path | None = None,
         if col not in counts:
             counts[col] = 0
     return counts[["sent", "failed", "deferred"]].astype(int)
+
+
+def _columns() -> dict[str, list[str]]:
+    """Every table of the journal and its columns, as the schema defines them."""
+    db = sqlite3.connect(":memory:")
+    for version in sorted(MIGRATIONS):
+        db.executescript(MIGRATIONS[version])
+    tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: [c[1] for c in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> pd.DataFrame:
+    """Copy a journal's whole history into an empty one, across backends (a SQLite file to a
+    ``postgresql://`` URL and back), then check it by counting each table on both sides.
+    Returns the counts (``table``, ``source``, ``target``)."""
+    src = open_journal(source)
+    dst = open_journal(target, new=True)
+    try:
+        if dst.db.execute("SELECT count(*) FROM recipients").fetchone()[0] or \
+                dst.db.execute("SELECT count(*) FROM runs").fetchone()[0]:
+            raise JournalError(f"the journal {dst.location} already holds campaigns: copy into "
+                               "a new, empty journal (a new file or an empty database)")
+        counts = []
+        with dst.db:
+            dst.db.execute("BEGIN")
+            for table, cols in _columns().items():
+                rows = src.db.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
+                if rows:
+                    dst.db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) "
+                                       f"VALUES ({','.join('?' * len(cols))})", rows)
+        for table in _columns():
+            n_src = src.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            n_dst = dst.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            counts.append((table, int(n_src), int(n_dst)))
+        out = pd.DataFrame(counts, columns=["table", "source", "target"])
+        bad = out[out["source"] != out["target"]]
+        if len(bad):
+            raise JournalError(f"the copy into {dst.location} does not match {src.location}: "
+                               + ", ".join(f"{t} {a} vs {b}" for t, a, b in bad.itertuples(
+                                   index=False)))
+        return out
+    finally:
+        src.close()
+        dst.close()

@@ -278,3 +278,25 @@ class Pacer:
             if before_sleep is not None:
                 before_sleep()
             await self.sleep(delay)
+
+
+class SharedPacer(Pacer):
+    """A :class:`Pacer` whose schedule is kept in the journal, so every run and worker sending
+    through one relay account takes its slots from one schedule: four workers at ``600/h`` send
+    600 an hour in all. ``reserve_slot(interval)`` returns the next slot's wall-clock time (see
+    :meth:`mailnb.journal.SQLiteJournal.reserve_slot`); a Retry-After hold and the send window
+    still apply here."""
+
+    def __init__(self, pacing: Pacing, reserve_slot: Callable[[float], float], **kw: Any) -> None:
+        super().__init__(pacing, **kw)
+        self.reserve_slot = reserve_slot
+
+    def reserve(self) -> float:
+        offset = self.wall() - self.clock()
+        slot = self.reserve_slot(self.interval) - offset
+        if self.next_slot is not None:          # a hold (Retry-After) of this worker
+            slot = max(slot, self.next_slot)
+        if self.window is not None:
+            slot = self.window.next_open(slot + offset) - offset
+        self.count += 1
+        return slot

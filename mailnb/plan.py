@@ -17,8 +17,10 @@ from .pacing import Pacing
 from .recipients import AddressList
 from .templates import Rendered
 
-#: states a run may claim; ``unknown`` only with resend_unknown
-CLAIMABLE = frozenset({"pending", "deferred"})
+#: states a run may claim; ``unknown`` only with resend_unknown. ``claimed``: held by another
+#: worker for its send slot, or by one that died (the run's recovery returns those to pending);
+#: the claim itself decides, so nobody is sent twice
+CLAIMABLE = frozenset({"pending", "deferred", "claimed"})
 
 
 @dataclass

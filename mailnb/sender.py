@@ -27,11 +27,11 @@ import pandas as pd
 
 from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
                      RelayError, TemplateError, TLSError, alt, arg, phrase)
-from .journal import Journal, encode_row, open_journal
+from .journal import Cap, Journal, encode_row, open_journal
 from .mailbox import pop_login
 from .messages import build_message, list_id
 from .options import SendOptions, signature_of
-from .pacing import CAP_PERIOD, Pacer, Pacing
+from .pacing import CAP_PERIOD, Pacer, Pacing, SharedPacer
 from .plan import Item, Plan, make_plan
 from .privacy import forgotten
 from .progress import Progress, Stats
@@ -216,7 +216,13 @@ class _Run:
         self.journal = journal
         self.run_id = run_id
         self.pacing = pacing
-        self.pacer = Pacer(pacing, sleep=self.sleep)
+        # a rate or blocks: one schedule in the journal for every worker on this relay account
+        self.shared = bool(pacing.rate or pacing.block_size)
+        self.pacer = SharedPacer(pacing, lambda interval: journal.reserve_slot(
+            relay.account, interval, pacing.block_size, pacing.block_pause), sleep=self.sleep) \
+            if self.shared else Pacer(pacing, sleep=self.sleep)
+        # the daily cap is checked by each claim, against what every worker sent and has in flight
+        self.cap_rule = Cap(relay.account, pacing.daily_cap) if pacing.daily_cap else None
         self.retries = opts.retries
         self.backoff = opts.backoff
         self.max_backoff = opts.max_backoff
@@ -229,6 +235,9 @@ class _Run:
         self.password = password
         self.new: Any = None
         self.ahead: Item | None = None      # the next new recipient, looked at but not taken
+        self.todo: list[Item] = []          # the plan's recipients, for a second look
+        self.taken: set[str] = set()        # the keys this run claimed
+        self.passes = 0
         self.retry_heap: list[tuple[float, int, Item]] = []
         self.seq = itertools.count()
         self.connect_failures = 0
@@ -290,7 +299,7 @@ class _Run:
         """The next new recipient, if the limit, the daily cap and the window allow one now.
         With ``wait``, a full daily cap is waited out (only while someone is left to send)."""
         if self.ahead is None:
-            self.ahead = next(self.new, None)
+            self.ahead = next(self.new, None) or self._another_pass()
             if self.ahead is None:
                 self.new = None
                 return None
@@ -312,6 +321,20 @@ class _Run:
             self.cap.take()
             return item
         return None
+
+    def _another_pass(self) -> Item | None:
+        """At the end of the plan, the rows that came free meanwhile: held by another worker
+        that has died since (its held rows are pending again, its in-flight ones unknown), so
+        the workers still running finish the campaign. At most two more passes."""
+        if self.passes >= 2 or not self.todo or self.stop.is_set():
+            return None
+        self.passes += 1
+        j, c = self.journal, self.campaign
+        j.recover(c.name, self.run_id)
+        states = j.states(c.name)
+        self.new = iter([it for it in self.todo if it.key not in self.taken and
+                         states.get(it.key) in ("pending", "claimed")])
+        return next(self.new, None)
 
     def prepare(self, item: Item) -> None:
         if item.data is not None:
@@ -348,17 +371,11 @@ class _Run:
                     self.stats.failed += 1
                     self.cap.give_back()
                     continue
-                await self.pacer.wait(before_sleep=flush)
-                if self.stop.is_set() and item.attempts == 0:
-                    self.cap.give_back()
-                    return       # not claimed yet: it stays pending for the next run
-                claimable = ("pending", "deferred", "unknown") if item.attempts == 0 \
-                    else ("deferred",)
-                claimed = j.claim_after(c.name, item.key, self.run_id, claimable, pending)
-                pending = None
+                outcome, pending = pending, None
+                claimed = await self._claim(item, outcome)
+                if claimed is None:
+                    return       # stopped before it was sent: it stays pending for the next run
                 if not claimed:
-                    self.stats.skipped += 1      # another run took it meanwhile
-                    self.cap.give_back()
                     continue
                 item.attempts += 1
                 self.stats.in_flight += 1
@@ -377,11 +394,60 @@ class _Run:
                 if result.status == "retry":
                     flush()          # a retry waits: its state must be on disk first
         except JournalError as err:  # the disk is full or the file went read-only
-            self.journal_failed(err, pending)
+            self.journal_failed(err, pending or getattr(err, "outcome", None))
             pending = None
         finally:
             flush()
             await conn.close()
+
+    async def _claim(self, item: Item, outcome: dict[str, Any] | None) -> bool | None:
+        """Wait for the item's send slot and claim it, recording ``outcome`` (the previous
+        message's) in the same transaction, or before any wait. With a shared schedule the row
+        is held (``claimed``) before the wait, so no worker spends a slot on a row another one
+        sends. False if it is not this run's to send (another run has it, or the daily cap is
+        full); None if the run stopped meanwhile."""
+        j, c, box = self.journal, self.campaign, [outcome]
+
+        def flush() -> None:
+            if box[0]:
+                j.record(**box[0])
+                box[0] = None
+
+        claimable = ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
+            else ("deferred", "claimed")
+        try:
+            if self.shared:
+                held = j.claim_after(c.name, item.key, self.run_id, claimable, box[0],
+                                     to="claimed")
+                box[0], claimable = None, ("claimed",)
+                if not held:
+                    return self._not_claimed(item, taken=True)
+                self.taken.add(item.key)
+            await self.pacer.wait(before_sleep=flush)
+            if self.stop.is_set() and item.attempts == 0:
+                flush()
+                self.cap.give_back()
+                return None
+            if j.claim_after(c.name, item.key, self.run_id, claimable, box[0],
+                             cap=self.cap_rule):
+                self.taken.add(item.key)
+                return True
+            box[0] = None
+        except JournalError as err:
+            err.outcome = box[0]             # for the journal's reserve (journal_failed)
+            raise
+        return self._not_claimed(item, taken=self.cap_rule is None or
+                                 j.in_cap(self.cap_rule.account) < self.cap_rule.limit)
+
+    def _not_claimed(self, item: Item, taken: bool) -> bool:
+        self.cap.give_back()
+        if taken:
+            self.stats.skipped += 1          # another run took it meanwhile
+        else:
+            self.cap.left = 0                # other workers filled the daily cap
+            if item.attempts == 0 and self.new is not None and self.ahead is None:
+                self.ahead = item            # it stays next, for when the cap frees
+        return False
 
     def journal_failed(self, err: JournalError, pending: dict[str, Any] | None) -> None:
         """Stop every worker; the outcome not yet written gets the journal's reserve."""
@@ -571,6 +637,7 @@ async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
     if plan.due or (opts.wait and plan.later):
         await _open_first(conns[0], run, opts)
     run.new = iter(plan.todo)      # the limit and the daily cap stop it (failures give back)
+    run.todo = plan.todo
     ticker = None
     if progress is not None:
         async def tick() -> None:
@@ -632,6 +699,7 @@ async def _run(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan
             await c.close()
         if opts.requeue_errors:
             j.reset(campaign.name, ("failed", "deferred"))
+        j.release(campaign.name, run_id)
         summary = _summary(run, stop, recovered)
         j.end_run(run_id, summary)
         if progress is not None:

@@ -83,6 +83,25 @@ def dovecot():
     d.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL on 127.0.0.1 for the whole session (initdb'd by the fixture)."""
+    from mailservers import PostgreSQL
+    p = PostgreSQL().start()
+    yield p
+    p.stop()
+
+
+_databases = iter(range(10**6))
+
+
+@pytest.fixture
+def pg_url(postgres, monkeypatch):
+    """A fresh database on it for one test; its password in PGPASSWORD, as a user would."""
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    return postgres.new_database(f"t{next(_databases)}_{os.getpid()}")
+
+
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
     d = tmp_path / "config"

@@ -305,3 +305,97 @@ dovecot    unix  - n n -  - pipe
                 break
             time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgreSQL:
+    """A private PostgreSQL from Debian's packages: initdb into a temporary folder as the
+    unprivileged 'postgres' user (initdb refuses root), listening on 127.0.0.1 only; no system
+    service. Password authentication (scram) for the mailnb user, as a shared server would ask."""
+
+    user, password, database = "mailnb", "pg-Pa55-word!", "mailnb"
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed: run `make test` as root (it installs "
+                               "the Debian packages), or apt-get install postgresql")
+        self.bin = found[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        pg = pwd.getpwnam("postgres")
+        self.uid, self.gid = pg.pw_uid, pg.pw_gid
+
+    def _as_postgres(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        return subprocess.run(argv, check=True, capture_output=True, timeout=120, **kw)
+
+    def start(self) -> PostgreSQL:
+        os.chown(self.dir, self.uid, self.gid)
+        pwfile = self.dir / "pw"
+        pwfile.write_text("super-" + self.password)
+        os.chown(pwfile, self.uid, self.gid)
+        self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                           "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                           "--no-instructions"])
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                    f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
+                    "max_connections = 200\n")
+        self.run()
+        env = {**os.environ, "PGPASSWORD": "super-" + self.password}
+        for sql in (f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'",
+                    f"CREATE DATABASE {self.database} OWNER {self.user}"):
+            subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "postgres", "-d", "postgres", "-c", sql], check=True,
+                           capture_output=True, env=env, timeout=60)
+        return self
+
+    def run(self) -> PostgreSQL:
+        """Start the server (again, after :meth:`halt`: same port, same data)."""
+        argv = [str(self.bin / "postgres"), "-D", str(self.data)]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        log = open(self.dir / "log", "ab")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited during start-up: {self.log()[-2000:]}")
+            r = subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p",
+                                str(self.port)], capture_output=True)
+            if r.returncode == 0:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("postgres did not come up")
+
+    def url(self, database: str | None = None) -> str:
+        """The URL a user gives (no password in it: that comes from PGPASSWORD)."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def new_database(self, name: str) -> str:
+        env = {**os.environ, "PGPASSWORD": "super-" + self.password}
+        subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                        "postgres", "-d", "postgres", "-c",
+                        f"CREATE DATABASE {name} OWNER {self.user}"],
+                       check=True, capture_output=True, env=env, timeout=60)
+        return self.url(name)
+
+    def halt(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)      # fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        p = self.dir / "log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.dir, ignore_errors=True)
