@@ -216,11 +216,14 @@ class _Run:
         self.journal = journal
         self.run_id = run_id
         self.pacing = pacing
-        # a rate or blocks: one schedule in the journal for every worker on this relay account
-        self.shared = bool(pacing.rate or pacing.block_size)
+        # a rate or blocks: one schedule in the journal for every worker on this relay account;
+        # a journal other machines share: rows are held before they are rendered, so that no
+        # worker renders (or waits for a slot for) a row another one sends
+        paced = bool(pacing.rate or pacing.block_size)
+        self.shared = paced or bool(getattr(journal, "shared", False))
         self.pacer = SharedPacer(pacing, lambda interval: journal.reserve_slot(
             relay.account, interval, pacing.block_size, pacing.block_pause), sleep=self.sleep) \
-            if self.shared else Pacer(pacing, sleep=self.sleep)
+            if paced else Pacer(pacing, sleep=self.sleep)
         # the daily cap is checked by each claim, against what every worker sent and has in flight
         self.cap_rule = Cap(relay.account, pacing.daily_cap) if pacing.daily_cap else None
         self.retries = opts.retries
@@ -362,6 +365,10 @@ class _Run:
                 item = await self.next_item(before_wait=flush)
                 if item is None:
                     return
+                if self.shared:
+                    outcome, pending = pending, None
+                    if not self._hold(item, outcome):
+                        continue
                 try:
                     self.prepare(item)
                 except (TemplateError, OSError) as err:   # e.g. an attachment deleted since
@@ -402,10 +409,9 @@ class _Run:
 
     async def _claim(self, item: Item, outcome: dict[str, Any] | None) -> bool | None:
         """Wait for the item's send slot and claim it, recording ``outcome`` (the previous
-        message's) in the same transaction, or before any wait. With a shared schedule the row
-        is held (``claimed``) before the wait, so no worker spends a slot on a row another one
-        sends. False if it is not this run's to send (another run has it, or the daily cap is
-        full); None if the run stopped meanwhile."""
+        message's) in the same transaction, or before any wait. A row :meth:`_hold` took is
+        claimed from ``claimed``. False if it is not this run's to send (another run has it, or
+        the daily cap is full); None if the run stopped meanwhile."""
         j, c, box = self.journal, self.campaign, [outcome]
 
         def flush() -> None:
@@ -415,14 +421,9 @@ class _Run:
 
         claimable = ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
             else ("deferred", "claimed")
+        if self.shared:
+            claimable = ("claimed",)         # held by _hold
         try:
-            if self.shared:
-                held = j.claim_after(c.name, item.key, self.run_id, claimable, box[0],
-                                     to="claimed")
-                box[0], claimable = None, ("claimed",)
-                if not held:
-                    return self._not_claimed(item, taken=True)
-                self.taken.add(item.key)
             await self.pacer.wait(before_sleep=flush)
             if self.stop.is_set() and item.attempts == 0:
                 flush()
@@ -438,6 +439,22 @@ class _Run:
             raise
         return self._not_claimed(item, taken=self.cap_rule is None or
                                  j.in_cap(self.cap_rule.account) < self.cap_rule.limit)
+
+    def _hold(self, item: Item, outcome: dict[str, Any] | None) -> bool:
+        """Hold the item's row for this run (``claimed``: never handed to the relay, so it
+        returns to pending if the run dies), recording ``outcome`` in the same transaction."""
+        claimable = ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
+            else ("deferred", "claimed")
+        try:
+            held = self.journal.claim_after(self.campaign.name, item.key, self.run_id,
+                                            claimable, outcome, to="claimed")
+        except JournalError as err:
+            err.outcome = outcome            # for the journal's reserve (journal_failed)
+            raise
+        if held:
+            self.taken.add(item.key)
+            return True
+        return self._not_claimed(item, taken=True)
 
     def _not_claimed(self, item: Item, taken: bool) -> bool:
         self.cap.give_back()
