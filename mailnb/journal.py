@@ -44,6 +44,15 @@ JOURNAL_ENV = "MAILNB_JOURNAL"
 URL_BACKENDS: dict[str, Any] = {}
 
 
+#: what counts toward a relay account's daily cap: sent in the last 24 hours, and in flight
+_IN_CAP = ("((SELECT count(*) FROM events WHERE status = 'sent' AND account = ? AND at >= ?) + "
+           "(SELECT count(*) FROM recipients WHERE status = 'sending' AND account = ?))")
+
+
+def _in_cap_args(account: str) -> tuple[Any, ...]:
+    return (account, time.time() - CAP_PERIOD, account)
+
+
 @dataclass(frozen=True)
 class Cap:
     """A daily cap that claims must respect: ``limit`` messages per rolling 24 hours from the
@@ -482,17 +491,16 @@ class SQLiteJournal(Journal):
     def _claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
                to: str = "sending", cap: Cap | None = None) -> bool:
         marks = ",".join("?" * len(claimable))
-        sql = (f"UPDATE recipients SET status = ?, run_id = ?, updated_at = ? WHERE campaign = ? "
-               f"AND key = ? AND status IN ({marks}) AND (status != 'claimed' OR run_id = ?)")
-        args: tuple[Any, ...] = (to, run_id, time.time(), campaign, key, *claimable, run_id)
+        account, under_cap, cap_args = "", "", ()
         if cap is not None:
             self._lock_account(cap.account)
-            sql = sql.replace("updated_at = ?", "updated_at = ?, account = ?", 1) + (
-                " AND (SELECT count(*) FROM events WHERE status = 'sent' AND account = ? AND "
-                "at >= ?) + (SELECT count(*) FROM recipients WHERE status = 'sending' AND "
-                "account = ?) < ?")
-            args = (to, run_id, args[2], cap.account, *args[3:], cap.account,
-                    time.time() - CAP_PERIOD, cap.account, cap.limit)
+            account, under_cap = ", account = ?", f" AND {_IN_CAP} < ?"
+            cap_args = (*_in_cap_args(cap.account), cap.limit)
+        sql = (f"UPDATE recipients SET status = ?, run_id = ?, updated_at = ?{account} WHERE "
+               f"campaign = ? AND key = ? AND status IN ({marks}) AND (status != 'claimed' OR "
+               f"run_id = ?){under_cap}")
+        args = (to, run_id, time.time(), *((cap.account,) if cap is not None else ()), campaign,
+                key, *claimable, run_id, *cap_args)
         return self.db.execute(sql, args).rowcount == 1
 
     def release(self, campaign: str, run_id: str) -> int:
@@ -504,12 +512,8 @@ class SQLiteJournal(Journal):
     def in_cap(self, account: str) -> int:
         """The messages that count toward ``account``'s daily cap now: sent in the last 24 hours
         and in flight, by every run."""
-        (sent,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND "
-                                  "account = ? AND at >= ?",
-                                  (account, time.time() - CAP_PERIOD)).fetchone()
-        (flying,) = self.db.execute("SELECT count(*) FROM recipients WHERE status = 'sending' "
-                                    "AND account = ?", (account,)).fetchone()
-        return int(sent) + int(flying)
+        (n,) = self.db.execute(f"SELECT {_IN_CAP}", _in_cap_args(account)).fetchone()
+        return int(n)
 
     def reserve_slot(self, account: str, interval: float, block_size: int | None = None,
                      block_pause: float = 0.0) -> float:
@@ -527,7 +531,7 @@ class SQLiteJournal(Journal):
                 n = 0                   # idle for a pause's length: a new block starts
             slot = max(next_at, now)
             if n and block_size and n % block_size == 0:
-                slot = max(next_at, now) + block_pause
+                slot += block_pause
             self.db.execute("UPDATE pace SET next_at = ?, n = ? WHERE account = ?",
                             (slot + interval, n + 1, account))
         return slot
@@ -957,15 +961,15 @@ def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> 
                 dst.db.execute("SELECT count(*) FROM runs").fetchone()[0]:
             raise JournalError(f"the journal {dst.location} already holds campaigns: copy into "
                                "a new, empty journal (a new file or an empty database)")
-        counts = []
+        counts, tables = [], _columns()
         with dst.db:
             dst.db.execute("BEGIN")
-            for table, cols in _columns().items():
+            for table, cols in tables.items():
                 rows = src.db.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
                 if rows:
                     dst.db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) "
                                        f"VALUES ({','.join('?' * len(cols))})", rows)
-        for table in _columns():
+        for table in tables:
             n_src = src.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             n_dst = dst.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             counts.append((table, int(n_src), int(n_dst)))

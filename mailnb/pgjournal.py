@@ -70,7 +70,6 @@ def translate(sql: str) -> str:
     sql = _PLACEHOLDER.sub("%s", sql)
     sql = re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)
     sql = re.sub(r"\browid\b", "seq", sql)
-    sql = sql.replace("BEGIN IMMEDIATE", "BEGIN")
     if sql.startswith(_OR_REPLACE_COUNTS):
         sql = sql.replace("INSERT OR REPLACE INTO", "INSERT INTO") + (
             " ON CONFLICT (campaign, status) DO UPDATE SET n = EXCLUDED.n, "
@@ -165,7 +164,7 @@ class _Connection:
         return out
 
     def _run(self, sql: str, params: Any, *, many: bool) -> _Cursor:
-        if sql.startswith("BEGIN"):
+        if sql.startswith("BEGIN"):        # BEGIN IMMEDIATE too: PostgreSQL locks by row
             self.local.conn = self.pool.getconn()
             self.local.conn.execute("BEGIN")
             return _Cursor(None, -1)
@@ -196,7 +195,6 @@ class PostgresJournal(SQLiteJournal):
     """The journal in a PostgreSQL database that several workers share."""
 
     shared = True
-    begin_write = "BEGIN"
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str, *, label: str | None = None) -> None:   # noqa: super not called

@@ -205,6 +205,13 @@ class _Budget:
         self.left += 1
 
 
+def _claimable(item: Item) -> tuple[str, ...]:
+    """The states a run may take an item from: a new one from any unsent state, a retry only
+    from the deferral it left; ``claimed`` only if this run holds it (the journal checks)."""
+    return ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
+        else ("deferred", "claimed")
+
+
 class _Run:
     """The run stage: workers claim, pace, send, retry and record, one per connection."""
 
@@ -419,10 +426,7 @@ class _Run:
                 j.record(**box[0])
                 box[0] = None
 
-        claimable = ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
-            else ("deferred", "claimed")
-        if self.shared:
-            claimable = ("claimed",)         # held by _hold
+        claimable = ("claimed",) if self.shared else _claimable(item)   # held by _hold
         try:
             await self.pacer.wait(before_sleep=flush)
             if self.stop.is_set() and item.attempts == 0:
@@ -443,11 +447,9 @@ class _Run:
     def _hold(self, item: Item, outcome: dict[str, Any] | None) -> bool:
         """Hold the item's row for this run (``claimed``: never handed to the relay, so it
         returns to pending if the run dies), recording ``outcome`` in the same transaction."""
-        claimable = ("pending", "deferred", "unknown", "claimed") if item.attempts == 0 \
-            else ("deferred", "claimed")
         try:
             held = self.journal.claim_after(self.campaign.name, item.key, self.run_id,
-                                            claimable, outcome, to="claimed")
+                                            _claimable(item), outcome, to="claimed")
         except JournalError as err:
             err.outcome = outcome            # for the journal's reserve (journal_failed)
             raise

@@ -114,6 +114,14 @@ def test_a_wrong_postgresql_url_is_one_clear_error(postgres, monkeypatch):
 N, RATE = 3000, 3000 / 60           # 3,000 rows at 3000/min
 
 
+@pytest.fixture
+def env(tmp_path, config_dir):
+    """What a worker process sees: the test's config and home, no default journal."""
+    out = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
+    out.pop("MAILNB_JOURNAL", None)
+    return out
+
+
 def _files(tmp_path: Path) -> tuple[Path, Path]:
     pd.DataFrame({"email": [f"w{i}@example.com" for i in range(N)],
                   "first_name": [f"W{i}" for i in range(N)]}).to_csv(tmp_path / "p.csv",
@@ -125,18 +133,26 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "p.csv", tpl
 
 
-def test_four_processes_and_a_notebook_send_each_address_once(smtp, pg_url, tmp_path,
-                                                              config_dir):
-    csv, tpl = _files(tmp_path)
-    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
-    env.pop("MAILNB_JOURNAL", None)
+def _workers(n, smtp, pg_url, csv, tpl, env, campaign, *extra):
     cmd = [sys.executable, "-m", "mailnb.cli", "send", "--recipients", str(csv), "--template",
-           str(tpl), "--campaign", "shared", "--from", "team@example.org", "--host", "127.0.0.1",
-           "--port", str(smtp.port), "--security", "none", "--journal", pg_url, "--rate",
-           "3000/min", "--concurrency", "2"]
+           str(tpl), "--campaign", campaign, "--from", "team@example.org", "--host", "127.0.0.1",
+           "--port", str(smtp.port), "--security", "none", "--journal", pg_url, *extra]
+    return [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(n)]
+
+
+def _wait_for(smtp, count, seconds=60):
+    deadline = time.time() + seconds
+    while len(smtp.recorder.messages) < count and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(smtp.recorder.messages) >= count, "the workers did not get going"
+
+
+def test_four_processes_and_a_notebook_send_each_address_once(smtp, pg_url, tmp_path, env):
+    csv, tpl = _files(tmp_path)
     started = time.time()
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    procs = _workers(4, smtp, pg_url, csv, tpl, env, "shared", "--rate", "3000/min",
+                     "--concurrency", "2")
     papermill.execute_notebook(
         str(NOTEBOOKS / "campaign.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
         progress_bar=False, kernel_name="python3",
@@ -161,7 +177,7 @@ def test_four_processes_and_a_notebook_send_each_address_once(smtp, pg_url, tmp_
     assert pace >= RATE * 0.8, "the shared schedule held the workers back"
 
 
-def test_journal_copy_between_backends_keeps_every_row(smtp, pg_url, tmp_path, config_dir):
+def test_journal_copy_between_backends_keeps_every_row(smtp, pg_url, tmp_path, env):
     from conftest import campaign, people
     first = tmp_path / "first.sqlite"
     mailnb.send(campaign(people(6), name="moved"), mailnb.Relay("127.0.0.1", smtp.port,
@@ -171,7 +187,6 @@ def test_journal_copy_between_backends_keeps_every_row(smtp, pg_url, tmp_path, c
     j.suppress("user1@example.com", "hard bounce")
     before = j.history("moved")
     j.close()
-    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
     back = tmp_path / "back.sqlite"
     for src, dst in ((str(first), pg_url), (pg_url, str(back))):
         r = subprocess.run([sys.executable, "-m", "mailnb.cli", "journal", "copy", "--from", src,
@@ -194,16 +209,10 @@ def test_journal_copy_between_backends_keeps_every_row(smtp, pg_url, tmp_path, c
     assert len(smtp.recorder.messages) == 6 and (res["status"] == "sent").all()
 
 
-def test_two_workers_share_one_daily_cap(smtp, pg_url, tmp_path, config_dir):
+def test_two_workers_share_one_daily_cap(smtp, pg_url, tmp_path, env):
     csv, tpl = _files(tmp_path)
-    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
-    env.pop("MAILNB_JOURNAL", None)
-    cmd = [sys.executable, "-m", "mailnb.cli", "send", "--recipients", str(csv), "--template",
-           str(tpl), "--campaign", "capped", "--from", "team@example.org", "--host", "127.0.0.1",
-           "--port", str(smtp.port), "--security", "none", "--journal", pg_url,
-           "--daily-cap", "100", "--concurrency", "4"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = _workers(2, smtp, pg_url, csv, tpl, env, "capped", "--daily-cap", "100",
+                     "--concurrency", "4")
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-1500:] for _, e in outs]
     counts = smtp.recorder.addresses()
@@ -215,25 +224,9 @@ def test_two_workers_share_one_daily_cap(smtp, pg_url, tmp_path, config_dir):
     assert all("daily cap" in out for out, _ in outs), [o[-500:] for o, _ in outs]
 
 
-def _workers(n, smtp, pg_url, csv, tpl, env, campaign, *extra):
-    cmd = [sys.executable, "-m", "mailnb.cli", "send", "--recipients", str(csv), "--template",
-           str(tpl), "--campaign", campaign, "--from", "team@example.org", "--host", "127.0.0.1",
-           "--port", str(smtp.port), "--security", "none", "--journal", pg_url, *extra]
-    return [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(n)]
 
-
-def _wait_for(smtp, count, seconds=60):
-    deadline = time.time() + seconds
-    while len(smtp.recorder.messages) < count and time.time() < deadline:
-        time.sleep(0.01)
-    assert len(smtp.recorder.messages) >= count, "the workers did not get going"
-
-
-def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_path, config_dir):
+def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_path, env):
     csv, tpl = _files(tmp_path)
-    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
-    env.pop("MAILNB_JOURNAL", None)
     procs = _workers(4, smtp, pg_url, csv, tpl, env, "killed", "--rate", "12000/min",
                      "--concurrency", "2")
     _wait_for(smtp, 600)
@@ -256,10 +249,8 @@ def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_pa
 
 
 def test_postgresql_stopped_for_five_seconds_pauses_the_workers(smtp, postgres, pg_url, tmp_path,
-                                                                config_dir):
+                                                                env):
     csv, tpl = _files(tmp_path)
-    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
-    env.pop("MAILNB_JOURNAL", None)
     procs = _workers(2, smtp, pg_url, csv, tpl, env, "restart", "--rate", "6000/min",
                      "--concurrency", "2")
     _wait_for(smtp, 300)
