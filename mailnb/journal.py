@@ -493,7 +493,6 @@ class SQLiteJournal(Journal):
         marks = ",".join("?" * len(claimable))
         account, under_cap, cap_args = "", "", ()
         if cap is not None:
-            self._lock_account(cap.account)
             account, under_cap = ", account = ?", f" AND {_IN_CAP} < ?"
             cap_args = (*_in_cap_args(cap.account), cap.limit)
         sql = (f"UPDATE recipients SET status = ?, run_id = ?, updated_at = ?{account} WHERE "
@@ -572,6 +571,10 @@ class SQLiteJournal(Journal):
         else:
             with self.db:
                 self.db.execute("BEGIN")
+                if cap is not None:
+                    # the account's lock before any row lock: a worker waiting for it holds no
+                    # row another worker's claim may have to wait for (no deadlock)
+                    self._lock_account(cap.account)
                 if outcome:
                     self._record(**outcome)
                 claimed = self._claim(campaign, key, run_id, claimable, to, cap)
