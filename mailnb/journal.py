@@ -957,6 +957,11 @@ def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> 
     """Copy a journal's whole history into an empty one, across backends (a SQLite file to a
     ``postgresql://`` URL and back), then check it by counting each table on both sides.
     Returns the counts (``table``, ``source``, ``target``)."""
+    if not isinstance(source, Journal) and not any(str(source).startswith(scheme)
+                                                   for scheme in URL_BACKENDS):
+        if not Path(source).expanduser().exists():
+            raise JournalError(f"the journal to copy, {str(source)!r}, does not exist: check "
+                               "its path")
     src = open_journal(source)
     dst = open_journal(target, new=True)
     try:

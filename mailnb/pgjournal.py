@@ -112,6 +112,9 @@ class _Connection:
         password = _keyring_password(url)
         if password:
             kwargs["password"] = password
+        # one plain connection first: a wrong URL or a stopped server fails at once with the
+        # server's own reason, not after the pool's retries
+        psycopg.connect(url, connect_timeout=5, **kwargs).close()
         self.pool = ConnectionPool(url, min_size=1, max_size=4, kwargs=kwargs, open=False,
                                    reconnect_timeout=RECONNECT_FOR, name="mailnb-journal")
         self.pool.open(wait=True, timeout=10)

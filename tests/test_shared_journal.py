@@ -108,6 +108,11 @@ def test_a_wrong_postgresql_url_is_one_clear_error(postgres, monkeypatch):
     text = str(err.value)
     assert "PostgreSQL journal" in text and "PGPASSWORD" in text
     assert "not-the-password" not in text
+    from smtp_servers import free_port
+    started = time.time()
+    with pytest.raises(mailnb.JournalError, match="refused"):    # nothing listens there
+        open_journal(f"postgresql://mailnb@127.0.0.1:{free_port()}/mailnb")
+    assert time.time() - started < 5
 
 
 # -- several processes, one campaign ---------------------------------------------------------------
@@ -198,6 +203,11 @@ def test_journal_copy_between_backends_keeps_every_row(smtp, pg_url, tmp_path, e
                            text=True, timeout=120)
     assert again.returncode == 1 and "already holds campaigns" in again.stderr
     assert "Traceback" not in again.stderr
+    missing = subprocess.run([sys.executable, "-m", "mailnb.cli", "journal", "copy", "--from",
+                              str(tmp_path / "typo.sqlite"), "--to", str(tmp_path / "x.sqlite")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "does not exist: check its path" in missing.stderr
+    assert not (tmp_path / "x.sqlite").exists()
     after = open_journal(str(back))
     pd.testing.assert_frame_equal(after.history("moved"), before)
     assert len(after.suppressed()) == 1
