@@ -37,8 +37,11 @@ from .recipients import Suppressions, Unsubscribes, address_key
 
 STATES = ("pending", "claimed", "sending", "sent", "failed", "deferred", "skipped", "unknown",
           "bounced")
-#: a run that has not written for this long is taken to be dead
+#: a run's lease: a run whose heartbeat is older than this is taken to be dead (another host's;
+#: on the same host a run is dead as soon as its process is gone). Runs beat every quarter lease.
 STALE_AFTER = 120.0
+#: the most rows a run holds in one statement (fewer when its limit or daily cap is closer)
+HOLD_BATCH = 20
 JOURNAL_ENV = "MAILNB_JOURNAL"
 #: journals kept in a server, by URL scheme; :mod:`mailnb.pgjournal` adds ``postgresql://``
 URL_BACKENDS: dict[str, Any] = {}
@@ -106,10 +109,11 @@ class Journal(ABC):
     def reset(self, campaign: str, statuses: Sequence[str]) -> int: ...
 
     @abstractmethod
-    def states(self, campaign: str) -> dict[str, str]: ...
+    def states(self, campaign: str, only: Sequence[str] = ()) -> dict[str, str]: ...
 
     @abstractmethod
-    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str]) -> bool: ...
+    def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str], *,
+              to: str = "sending", cap: Cap | None = None) -> bool: ...
 
     @abstractmethod
     def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
@@ -117,12 +121,40 @@ class Journal(ABC):
                account: str | None = None, attempt: bool = True) -> None: ...
 
     def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
-                    outcome: dict[str, Any] | None) -> bool:
+                    outcome: dict[str, Any] | None, *, to: str = "sending",
+                    cap: Cap | None = None) -> bool:
         """Record the previous message's ``outcome`` (``record``'s arguments) and claim the next
         one; a backend may do both in one transaction."""
         if outcome:
             self.record(**outcome)
-        return self.claim(campaign, key, run_id, claimable)
+        return self.claim(campaign, key, run_id, claimable, to=to, cap=cap)
+
+    # -- what several runs sharing one campaign need -------------------------------------------------
+    @abstractmethod
+    def heartbeat(self, run_id: str) -> None:
+        """Renew the run's lease."""
+
+    @abstractmethod
+    def hold(self, campaign: str, keys: Sequence[str], run_id: str,
+             claimable: Sequence[str]) -> list[str]:
+        """Hold whichever of ``keys`` are free for this run (``claimed``); the keys held."""
+
+    @abstractmethod
+    def release(self, campaign: str, run_id: str) -> int:
+        """Return the run's held rows to ``pending``."""
+
+    @abstractmethod
+    def others_hold(self, campaign: str, run_id: str) -> float | None:
+        """The longest lease of the other live runs that hold rows of ``campaign``, if any."""
+
+    @abstractmethod
+    def in_cap(self, account: str) -> int:
+        """The messages counting toward ``account``'s daily cap now."""
+
+    @abstractmethod
+    def reserve_slot(self, account: str, interval: float, block_size: int | None = None,
+                     block_pause: float = 0.0) -> float:
+        """The account's next send slot, for every run sharing the journal."""
 
     def suppressions(self) -> Any:
         """The suppression list (none, unless the backend keeps one)."""
@@ -215,6 +247,9 @@ CREATE TABLE IF NOT EXISTS pace (
     account TEXT PRIMARY KEY, next_at REAL NOT NULL, n INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS recipients_in_flight ON recipients (account) WHERE status = 'sending';
 CREATE INDEX IF NOT EXISTS recipients_state ON recipients (campaign, status);
+""",
+    3: """
+ALTER TABLE runs ADD COLUMN lease REAL;
 """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -318,6 +353,8 @@ class SQLiteJournal(Journal):
     shared = False                  # several machines can share it
     begin_write = "BEGIN IMMEDIATE"  # a transaction that writes after it reads
     for_update = ""
+    skip_locked = ""                # SQLite's write lock lets one writer in at a time
+    lease = STALE_AFTER
 
     def _lock_schema(self) -> None:
         pass
@@ -389,15 +426,16 @@ class SQLiteJournal(Journal):
         now = time.time()
         self.db.execute(
             "INSERT INTO runs (id, campaign, account, host, pid, dry_run, started_at, heartbeat, "
-            "meta) VALUES (?,?,?,?,?,?,?,?,?)",
+            "meta, lease) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (run_id, campaign, account, socket.gethostname(), os.getpid(), int(dry_run), now, now,
-             json.dumps(meta or {}, default=str)))
+             json.dumps(meta or {}, default=str), self.lease))
         self._beat[run_id] = now
         return run_id
 
     def heartbeat(self, run_id: str) -> None:
+        """Renew the run's lease (written at most every eighth of it)."""
         now = time.time()
-        if now - self._beat.get(run_id, 0) > 5:
+        if now - self._beat.get(run_id, 0) > self.lease / 8:
             self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
             self._beat[run_id] = now
 
@@ -453,13 +491,24 @@ class SQLiteJournal(Journal):
         return len(keys)
 
     def _dead(self, campaign: str, run_id: str, now: float) -> set[str]:
-        """The other runs of ``campaign`` that ended, stopped beating or whose process is gone."""
+        """The other runs of ``campaign`` that ended, whose lease expired (no heartbeat for
+        their lease) or whose process on this host is gone."""
         runs = self.db.execute(
-            "SELECT id, host, pid, ended_at, heartbeat FROM runs WHERE campaign = ? AND id != ?",
-            (campaign, run_id)).fetchall()
-        return {rid for rid, host, pid, ended, beat in runs
-                if ended is not None or beat < now - STALE_AFTER
+            "SELECT id, host, pid, ended_at, heartbeat, lease FROM runs WHERE campaign = ? AND "
+            "id != ?", (campaign, run_id)).fetchall()
+        return {rid for rid, host, pid, ended, beat, lease in runs
+                if ended is not None or beat < now - (lease or STALE_AFTER)
                 or (host == socket.gethostname() and not _alive(pid))}
+
+    def others_hold(self, campaign: str, run_id: str) -> float | None:
+        """The longest lease of the other runs still alive that hold rows of ``campaign``
+        (``claimed`` or ``sending``); None if no other run holds any."""
+        dead = self._dead(campaign, run_id, time.time())
+        leases = [lease or STALE_AFTER for rid, lease in self.db.execute(
+            "SELECT id, lease FROM runs WHERE id IN (SELECT DISTINCT run_id FROM recipients "
+            "WHERE campaign = ? AND status IN ('claimed', 'sending') AND run_id != ?)",
+            (campaign, run_id)) if rid not in dead]
+        return max(leases) if leases else None
 
     def reset(self, campaign: str, statuses: Sequence[str]) -> int:
         """Set the rows in ``statuses`` back to ``pending`` (their history stays in ``events``)."""
@@ -471,9 +520,11 @@ class SQLiteJournal(Journal):
                 f"AND status IN ({marks})", (time.time(), campaign, *statuses))
             return cur.rowcount
 
-    def states(self, campaign: str) -> dict[str, str]:
-        return dict(self.db.execute("SELECT key, status FROM recipients WHERE campaign = ?",
-                                    (campaign,)))
+    def states(self, campaign: str, only: Sequence[str] = ()) -> dict[str, str]:
+        """Each recipient's state; ``only`` those in these states."""
+        where = f" AND status IN ({','.join('?' * len(only))})" if only else ""
+        return dict(self.db.execute("SELECT key, status FROM recipients WHERE campaign = ?" + where,
+                                    (campaign, *only)))
 
     def claim(self, campaign: str, key: str, run_id: str, claimable: Sequence[str], *,
               to: str = "sending", cap: Cap | None = None) -> bool:
@@ -501,6 +552,29 @@ class SQLiteJournal(Journal):
         args = (to, run_id, time.time(), *((cap.account,) if cap is not None else ()), campaign,
                 key, *claimable, run_id, *cap_args)
         return self.db.execute(sql, args).rowcount == 1
+
+    def hold(self, campaign: str, keys: Sequence[str], run_id: str,
+             claimable: Sequence[str]) -> list[str]:
+        """Hold for this run (``claimed``) whichever of ``keys`` are free, in one transaction:
+        in one of ``claimable`` and not held by another run. PostgreSQL skips the rows another
+        worker is taking at that moment (``FOR UPDATE SKIP LOCKED``), so workers going through
+        one plan split it between them without waiting on each other. The keys held."""
+        if not keys:
+            return []
+        keys_in, states_in = ",".join("?" * len(keys)), ",".join("?" * len(claimable))
+        with self.db:
+            self.db.execute(self.begin_write)
+            free = [k for (k,) in self.db.execute(
+                f"SELECT key FROM recipients WHERE campaign = ? AND key IN ({keys_in}) AND status "
+                f"IN ({states_in}) AND (status != 'claimed' OR run_id = ?){self.skip_locked}",
+                (campaign, *keys, *claimable, run_id))]
+            if free:
+                self.db.execute(
+                    f"UPDATE recipients SET status = 'claimed', run_id = ?, updated_at = ? WHERE "
+                    f"campaign = ? AND key IN ({','.join('?' * len(free))})",
+                    (run_id, time.time(), campaign, *free))
+        self.heartbeat(run_id)
+        return free
 
     def release(self, campaign: str, run_id: str) -> int:
         """Return this run's ``claimed`` rows (never handed to the relay) to ``pending``."""
@@ -839,7 +913,7 @@ class SQLiteJournal(Journal):
             for c in ended:
                 self.db.execute(
                     "INSERT OR REPLACE INTO campaign_counts SELECT campaign, status, count(*), ? "
-                    "FROM recipients WHERE campaign = ? GROUP BY status", (time.time(), c))
+                    "FROM recipients WHERE campaign = ? GROUP BY campaign, status", (time.time(), c))
                 n = self.db.execute("DELETE FROM recipients WHERE campaign = ?", (c,)).rowcount
                 counts["campaigns"] += bool(n)
                 counts["recipients"] += n
@@ -970,10 +1044,13 @@ def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> 
             raise JournalError(f"the journal {dst.location} already holds campaigns: copy into "
                                "a new, empty journal (a new file or an empty database)")
         counts, tables = [], _columns()
+        # everything read first: the target's transaction never waits on the source
+        rows_of = {table: src.db.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
+                   for table, cols in tables.items()}
         with dst.db:
             dst.db.execute("BEGIN")
             for table, cols in tables.items():
-                rows = src.db.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
+                rows = rows_of.pop(table)
                 if rows:
                     dst.db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) "
                                        f"VALUES ({','.join('?' * len(cols))})", rows)

@@ -2,7 +2,9 @@
 Airflow pool) send together: the same tables, methods and meaning as :class:`SQLiteJournal`, read
 and written through psycopg 3 and its connection pool.
 
-``journal="postgresql://user@host:5432/db"`` wherever a journal path is accepted. The password
+``journal="postgresql://user@host:5432/db"`` wherever a journal path is accepted;
+``?lease=30s`` sets how long a worker that stops beating (a frozen or cut-off machine) keeps its
+rows before the others take them over (default two minutes). The password
 comes from libpq's own sources (``PGPASSWORD``, ``~/.pgpass``, a service file) or from the
 keyring (service ``mailnb-postgresql``, user ``user@host:port/db``), never from the URL given to a
 notebook, which would land in its output.
@@ -19,12 +21,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from .errors import JournalError, arg
-from .journal import URL_BACKENDS, SQLiteJournal
+from .errors import ConfigError, JournalError, arg
+from .journal import STALE_AFTER, URL_BACKENDS, SQLiteJournal
+from .pacing import parse_duration
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 KEYRING_SERVICE = "mailnb-postgresql"
@@ -45,6 +48,25 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def split_lease(url: str) -> tuple[str, float]:
+    """The URL without mailnb's own ``lease`` parameter (libpq would refuse it), and the lease
+    in seconds (:data:`~mailnb.journal.STALE_AFTER` unless given)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = [v for k, v in query if k == "lease"]
+    if not given:
+        return url, STALE_AFTER
+    try:
+        lease = parse_duration(given[-1])
+    except ConfigError:
+        lease = 0.0
+    if not lease or lease < 2:
+        raise JournalError(f"the journal URL's lease={given[-1]!r} is not a duration of 2 s or "
+                           "more; write it like lease=30s or lease=2min")
+    rest = urlencode([(k, v) for k, v in query if k != "lease"])
+    return urlunsplit(parts._replace(query=rest)), lease
 
 
 def _keyring_password(url: str) -> str | None:
@@ -103,12 +125,16 @@ class _Connection:
     connection outside a transaction is retried on a fresh one for up to :data:`RECONNECT_FOR`
     seconds, so a restart of PostgreSQL pauses the run instead of ending it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lease: float = STALE_AFTER) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
         self.psycopg = psycopg
         self.url = url
-        kwargs: dict[str, Any] = {"autocommit": True}
+        # the journal's transactions last milliseconds: a worker frozen in one (a suspended VM)
+        # loses it after a quarter of its lease, so it holds no lock the others wait for
+        idle = max(int(lease * 250), 1000)
+        kwargs: dict[str, Any] = {"autocommit": True,
+                                  "options": f"-c idle_in_transaction_session_timeout={idle}"}
         password = _keyring_password(url)
         if password:
             kwargs["password"] = password
@@ -199,15 +225,16 @@ class PostgresJournal(SQLiteJournal):
 
     shared = True
     for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, label: str | None = None) -> None:   # noqa: super not called
-        self.url = url
         self.label = label or redact(url)
+        self.url, self.lease = split_lease(url)
         self.path = None                       # type: ignore[assignment]
         self._beat: dict[str, float] = {}
         self._reserve = None
         try:
-            self.db = _Connection(url)         # type: ignore[assignment]
+            self.db = _Connection(self.url, self.lease)   # type: ignore[assignment]
             self._migrate()
         except Exception as err:               # psycopg's errors, the pool's timeout
             raise JournalError(self._why(err)) from None
@@ -254,7 +281,9 @@ class PostgresJournal(SQLiteJournal):
         return int(after - before)
 
     def compact(self) -> None:
-        self.db.execute("VACUUM")
+        # FULL rewrites the tables, so erased rows leave the data files (old WAL segments keep
+        # them until the server recycles them: the database's own backups are its owner's care)
+        self.db.execute("VACUUM FULL recipients, events, bounces, unsubscribes, suppressions")
 
     def _secure_delete(self) -> None:
         pass
@@ -296,10 +325,11 @@ def _retrying(method: Any) -> Any:
 
 
 for _name in ("start_run", "heartbeat", "end_run", "runs", "add_recipients", "recover", "reset",
-              "states", "claim_after", "record", "release", "in_cap", "reserve_slot",
-              "sent_since", "sent_times", "cap_frees_at", "find_message", "find_recipient",
-              "responded", "history", "unsubscribe", "unsubscribes", "suppress", "unsuppress",
-              "suppressions", "suppressed", "bounce_sources", "unsettled_bounces",
-              "record_bounces", "bounce_history", "last_success", "bounces", "events"):
+              "states", "claim_after", "hold", "others_hold", "record", "release", "in_cap",
+              "reserve_slot", "sent_since", "sent_times", "cap_frees_at", "find_message",
+              "find_recipient", "responded", "history", "unsubscribe", "unsubscribes", "suppress",
+              "unsuppress", "suppressions", "suppressed", "bounce_sources", "unsettled_bounces",
+              "record_bounces", "bounce_history", "last_success", "bounces", "events", "forget",
+              "about", "purge_before", "forgotten_hashes", "campaign_counts"):
     if hasattr(PostgresJournal, _name):
         setattr(PostgresJournal, _name, _retrying(getattr(PostgresJournal, _name)))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,21 @@ class Forgotten:
         return len(self.hashes)
 
 
+@contextmanager
+def _opened(journal: Any) -> Iterator[Any]:
+    """The journal, closed afterwards if it was opened here (from a path or a URL)."""
+    j = open_journal(journal)
+    try:
+        yield j
+    finally:
+        if j is not journal:
+            j.close()
+
+
 def forgotten(journal: Any) -> Forgotten:
     """The journal's erased addresses (none for a backend that keeps no such list)."""
-    j = open_journal(journal)
-    return Forgotten(j.forgotten_hashes() if hasattr(j, "forgotten_hashes") else ())
+    with _opened(journal) as j:
+        return Forgotten(j.forgotten_hashes() if hasattr(j, "forgotten_hashes") else ())
 
 
 def _message_files(folders: Iterable[str | Path]) -> list[Path]:
@@ -67,8 +79,8 @@ def forget(addresses: Iterable[str], journal: Any = None, *,
     wanted = sorted({address_key(a) for a in addresses if a and a.strip()})
     if not wanted:
         raise ConfigError("forget needs at least one address")
-    j = open_journal(journal)
-    counts = j.forget(wanted, [address_hash(a) for a in wanted])
+    with _opened(journal) as j:
+        counts = j.forget(wanted, [address_hash(a) for a in wanted])
     files = 0
     needles = [a.encode("utf-8") for a in wanted]
     for path in _message_files(folders):
@@ -83,11 +95,11 @@ def forget(addresses: Iterable[str], journal: Any = None, *,
 def export(address: str, journal: Any = None) -> dict[str, Any]:
     """Everything held about one address: campaigns with states and times, events, bounces,
     suppressions and unsubscribes (each a list of records), and whether it was erased."""
-    j = open_journal(journal)
     key = address_key(address)
-    held = {kind: frame.astype(object).where(frame.notna(), None).to_dict("records")
-            for kind, frame in j.about(key).items()}
-    return {"address": key, "erased": address_hash(key) in j.forgotten_hashes(), **held}
+    with _opened(journal) as j:
+        held = {kind: frame.astype(object).where(frame.notna(), None).to_dict("records")
+                for kind, frame in j.about(key).items()}
+        return {"address": key, "erased": address_hash(key) in j.forgotten_hashes(), **held}
 
 
 def purge(journal: Any = None, *, older_than: str | float = "365d",
@@ -99,7 +111,8 @@ def purge(journal: Any = None, *, older_than: str | float = "365d",
     if seconds <= 0:
         raise ConfigError(f"older_than {older_than!r} must be a positive duration, e.g. '365d'")
     cutoff = time.time() - seconds
-    counts = open_journal(journal).purge_before(cutoff)
+    with _opened(journal) as j:
+        counts = j.purge_before(cutoff)
     files = 0
     for path in _message_files(folders):
         if path.stat().st_mtime < cutoff:

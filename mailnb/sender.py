@@ -18,7 +18,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ import pandas as pd
 
 from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
                      RelayError, TemplateError, TLSError, alt, arg, phrase)
-from .journal import Cap, Journal, encode_row, open_journal
+from .journal import HOLD_BATCH, STALE_AFTER, Cap, Journal, encode_row, open_journal
 from .mailbox import pop_login
 from .messages import build_message, list_id
 from .options import SendOptions, signature_of
@@ -46,6 +46,8 @@ from .unsubscribes import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
 KEEP_RENDERED = 50_000
+#: looks at the plan after its end, for rows other runs left (each may wait out a lease)
+MAX_PASSES = 4
 RESULT_COLUMNS = ["address", "status", "reason", "code", "reply", "attempts", "message_id",
                   "sent_at", "this_run"]
 
@@ -244,9 +246,11 @@ class _Run:
         self.limit = _Budget(pacing.limit or math.inf)
         self.password = password
         self.new: Any = None
+        self.held: Iterator[Item] | None = None   # self.new, as held batch by batch (shared)
         self.ahead: Item | None = None      # the next new recipient, looked at but not taken
         self.todo: list[Item] = []          # the plan's recipients, for a second look
         self.taken: set[str] = set()        # the keys this run claimed
+        self.passed_over: set[str] = set()  # the keys another run held when this one looked
         self.passes = 0
         self.retry_heap: list[tuple[float, int, Item]] = []
         self.seq = itertools.count()
@@ -309,7 +313,7 @@ class _Run:
         """The next new recipient, if the limit, the daily cap and the window allow one now.
         With ``wait``, a full daily cap is waited out (only while someone is left to send)."""
         if self.ahead is None:
-            self.ahead = next(self.new, None) or self._another_pass()
+            self.ahead = self._next_new() or await self._another_pass(before_wait)
             if self.ahead is None:
                 self.new = None
                 return None
@@ -332,19 +336,71 @@ class _Run:
             return item
         return None
 
-    def _another_pass(self) -> Item | None:
-        """At the end of the plan, the rows that came free meanwhile: held by another worker
-        that has died since (its held rows are pending again, its in-flight ones unknown), so
-        the workers still running finish the campaign. At most two more passes."""
-        if self.passes >= 2 or not self.todo or self.stop.is_set():
-            return None
-        self.passes += 1
+    def _next_new(self) -> Item | None:
+        """The plan's next new recipient; with a shared journal, only one this run holds."""
+        if self.shared and self.held is None:
+            self.held = self._held(self.new)
+        return next(self.held if self.shared else self.new, None)
+
+    def _held(self, items: Iterator[Item]) -> Iterator[Item]:
+        """The items of ``items`` this run holds, taken a batch at a time: one statement holds
+        whichever of the next :data:`HOLD_BATCH` are free (fewer near the limit or the daily
+        cap), so workers going through one plan split it without colliding row by row. The
+        others went to another run meanwhile."""
         j, c = self.journal, self.campaign
-        j.recover(c.name, self.run_id)
-        states = j.states(c.name)
-        self.new = iter([it for it in self.todo if it.key not in self.taken and
-                         states.get(it.key) in ("pending", "claimed")])
-        return next(self.new, None)
+        while True:
+            n = max(1, int(min(HOLD_BATCH, self.limit.left, self.cap.left)))
+            window = list(itertools.islice(items, n))
+            if not window:
+                return
+            held = set(j.hold(c.name, [it.key for it in window], self.run_id,
+                              _claimable(window[0])))
+            for it in window:
+                if it.key in held:
+                    self.taken.add(it.key)
+                    if it.key in self.passed_over:      # free again after all (a dead run's)
+                        self.passed_over.discard(it.key)
+                        self.stats.skipped -= 1
+                    yield it
+                elif it.key not in self.passed_over:
+                    self.passed_over.add(it.key)
+                    self.stats.skipped += 1
+
+    async def _another_pass(self, before_wait: Any = None) -> Item | None:
+        """At the end of the plan, the rows that came free meanwhile: held by another run that
+        has died since (its held rows are pending again, its in-flight ones unknown), so the
+        runs still going finish the campaign. While other runs hold rows, this one looks again
+        (soon, then every second) for up to one lease and a quarter: time for a run that has just died (a
+        machine gone, no word) to lose its lease. Rows a run still alive keeps longer are left
+        to it."""
+        j, c, give_up, looked, nap = self.journal, self.campaign, None, 0.0, 0.05
+        if before_wait is not None:
+            before_wait()                 # this run's last outcome: others wait for it
+        while self.passes < MAX_PASSES and self.todo and not self.stop.is_set():
+            j.recover(c.name, self.run_id)
+            free = j.states(c.name, only=("pending", "claimed"))
+            self.new = iter([it for it in self.todo if it.key in free and
+                             it.key not in self.taken])
+            self.held = None
+            item = self._next_new()
+            if item is not None:
+                self.passes += 1
+                return item
+            lease = j.others_hold(c.name, self.run_id) if self.shared else None
+            if lease is None:
+                return None
+            if give_up is None:
+                looked, give_up = time.time(), time.time() + lease * 1.25
+            elif looked and time.time() - looked > 1.5:   # not just their last messages
+                looked = 0.0
+                _say(f"other runs hold rows of this campaign; looking again until "
+                     f"{_clock(give_up)} in case one of them has stopped (its lease is "
+                     f"{lease:g} s), to send its rows here")
+            if time.time() >= give_up:
+                return None
+            nap = min(nap * 2, 1.0, lease / 4)       # their last messages end soon
+            await self.sleep(min(nap, give_up - time.time()) + 0.01)
+        return None
 
     def prepare(self, item: Item) -> None:
         if item.data is not None:
@@ -372,7 +428,7 @@ class _Run:
                 item = await self.next_item(before_wait=flush)
                 if item is None:
                     return
-                if self.shared:
+                if self.shared and item.attempts:       # a retry; new ones come held
                     outcome, pending = pending, None
                     if not self._hold(item, outcome):
                         continue
@@ -651,24 +707,35 @@ async def _open_first(conn: Any, run: _Run, opts: SendOptions) -> None:
             await run.sleep(min(opts.backoff * 2 ** attempt, opts.max_backoff))
 
 
+async def _beat(run: _Run) -> None:
+    """Renew the run's lease every quarter of it, also while it waits (a slow rate, a full
+    daily cap), so that other runs sharing the journal never take a live run for a dead one."""
+    every = max(getattr(run.journal, "lease", STALE_AFTER) / 4, 0.5)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            run.journal.heartbeat(run.run_id)
+        except JournalError:
+            pass                 # the workers meet the same error and stop the run
+
 async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
                 progress: Progress | None) -> None:
     if plan.due or (opts.wait and plan.later):
         await _open_first(conns[0], run, opts)
     run.new = iter(plan.todo)      # the limit and the daily cap stop it (failures give back)
     run.todo = plan.todo
-    ticker = None
+    tickers = [asyncio.create_task(_beat(run))]
     if progress is not None:
         async def tick() -> None:
             while True:
                 await asyncio.sleep(0.5)
                 progress.refresh()
-        ticker = asyncio.create_task(tick())
+        tickers.append(asyncio.create_task(tick()))
     try:
         await asyncio.gather(*(run.worker(c) for c in conns))
     finally:
-        if ticker is not None:
-            ticker.cancel()
+        for t in tickers:
+            t.cancel()
     if isinstance(run.fatal, JournalError):
         lost = (f"; the outcome of {run.lost} message(s) could not be written: they count as "
                 "'unknown' and are not resent" if run.lost else ", each outcome recorded")

@@ -80,6 +80,82 @@ def test_send_slots_come_from_one_schedule(any_journal):
     assert blocks[1] - blocks[0] < 1
 
 
+def test_runs_hold_rows_in_batches_without_sharing_one(any_journal):
+    j = any_journal
+    j.add_recipients("c", [(f"k{i}", f"p{i}@example.com", str(i)) for i in range(6)])
+    a, b = j.start_run("c", account="acct"), j.start_run("c", account="acct")
+    new = ("pending", "deferred", "unknown", "claimed")
+    assert j.hold("c", ["k0", "k1", "k2", "k3"], a, new) == ["k0", "k1", "k2", "k3"]
+    assert sorted(j.hold("c", ["k2", "k3", "k4", "k5"], b, new)) == ["k4", "k5"]
+    assert j.hold("c", ["k0"], a, new) == ["k0"]             # its own held row: still its own
+    assert j.claim("c", "k0", a, ("claimed",)) and not j.claim("c", "k4", a, ("claimed",))
+    assert j.release("c", b) == 2
+    assert j.states("c") == {"k0": "sending", "k1": "claimed", "k2": "claimed",
+                             "k3": "claimed", "k4": "pending", "k5": "pending"}
+
+
+def test_a_run_that_stops_beating_loses_its_rows_when_its_lease_runs_out(any_journal):
+    j = any_journal
+    j.lease = 4.0
+    j.add_recipients("c", [(f"k{i}", f"p{i}@example.com", str(i)) for i in range(3)])
+    frozen, alive = j.start_run("c", account="acct"), j.start_run("c", account="acct")
+    assert j.runs("c")["lease"].tolist() == [4.0, 4.0]
+    j.hold("c", ["k0", "k1"], frozen, ("pending",))
+    assert j.claim("c", "k0", frozen, ("claimed",))
+    assert j.others_hold("c", alive) == 4.0 and j.others_hold("c", frozen) is None
+    j.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time() - 3, frozen))
+    assert j.recover("c", alive) == 0 and j.states("c")["k1"] == "claimed"   # 3 s of its 4
+    j.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time() - 5, frozen))
+    assert j.recover("c", alive) == 1                        # the lease ran out: crash rules
+    assert j.states("c") == {"k0": "unknown", "k1": "pending", "k2": "pending"}
+    assert j.others_hold("c", alive) is None
+
+
+def test_postgresql_skips_rows_another_worker_is_locking(pg_url):
+    import psycopg
+    j = open_journal(pg_url + "?lease=30s")
+    assert j.lease == 30.0
+    j.add_recipients("c", [(f"k{i}", f"p{i}@example.com", str(i)) for i in range(3)])
+    run = j.start_run("c", account="acct")
+    with psycopg.connect(pg_url) as other:       # another worker, in the middle of its claim
+        other.execute("SELECT key FROM recipients WHERE key = 'k1' FOR UPDATE")
+        started = time.monotonic()
+        assert j.hold("c", ["k0", "k1", "k2"], run, ("pending",)) == ["k0", "k2"]
+        assert time.monotonic() - started < 2                # skipped, not waited for
+    assert j.hold("c", ["k1"], run, ("pending",)) == ["k1"]
+    j.close()
+    with pytest.raises(mailnb.JournalError, match="lease=30s or lease=2min"):
+        open_journal(pg_url + "?lease=soon")
+
+
+def test_every_worker_sees_one_record_that_can_be_exported_erased_and_expired(
+        any_journal, tmp_path):
+    """Suppressions and unsubscribes written through one connection are what another worker's
+    connection reads; the privacy functions work on either backend."""
+    from mailnb.privacy import export, forget, forgotten, purge
+    j = any_journal
+    where = j.url if hasattr(j, "url") else str(j.path)
+    other = open_journal(where)         # a second worker
+    j.add_recipients("old", [("k0", "Ann@Example.com", "0"), ("k1", "bob@example.com", "1")])
+    run = j.start_run("old", account="acct")
+    j.claim("old", "k0", run, ("pending",))
+    j.record("old", "k0", run, "sent", code=250, message_id="<m@x>", account="acct")
+    j.end_run(run, {})
+    j.suppress("bob@example.com", "hard bounce")
+    j.unsubscribe("carol@example.com")
+    assert "bob@example.com" in other.suppressions() and "carol@example.com" in \
+        other.unsubscribes()
+    assert export("ann@example.com", where)["campaigns"][0]["status"] == "sent"
+    counts = forget(["ANN@example.com"], where)
+    assert counts["recipients"] == 1 and counts["events"] == 1
+    assert export("ann@example.com", j)["erased"] and not export("ann@example.com", j)["events"]
+    assert forgotten(j).match("ann@example.com") and len(forgotten(where)) == 1
+    j.db.execute("UPDATE runs SET ended_at = 1000, heartbeat = 1000")
+    assert purge(where, older_than="1d")["recipients"] == 1      # bob's row; counts stay
+    assert j.states("old") == {} and len(j.suppressed()) == 1
+    other.close()
+
+
 def test_an_older_sqlite_journal_is_migrated(tmp_path):
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
@@ -256,6 +332,69 @@ def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_pa
     assert set(by_state) <= {"sent", "unknown"}, by_state      # nobody left behind
     assert len(unknown) <= 2                                   # the dead worker's connections
     assert all(counts.get(k) == 1 for k, st in states.items() if st == "sent")
+
+
+def _sent_by_others(pg_url, pid, keys):
+    """How many of ``keys`` a run other than the worker ``pid``'s sent."""
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        (n,) = db.execute("SELECT count(DISTINCT e.key) FROM events e JOIN runs u ON e.run_id = "
+                          "u.id WHERE e.status = 'sent' AND u.pid != %s AND e.key = ANY(%s)",
+                          (pid, keys)).fetchone()
+    return n
+
+
+def _freeze_holding(pid, pg_url, tries=200):
+    """SIGSTOP the worker ``pid`` at a moment it holds rows; the rows (key, status)."""
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        for _ in range(tries):
+            os.kill(pid, signal.SIGSTOP)
+            held = db.execute("SELECT key, status FROM recipients r JOIN runs u ON r.run_id = u.id "
+                              "WHERE u.pid = %s AND r.status IN ('claimed', 'sending')",
+                              (pid,)).fetchall()
+            if held:
+                return held
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+    raise AssertionError(f"worker {pid} never held a row when looked at")
+
+
+def test_a_frozen_worker_s_rows_are_taken_over_when_its_lease_runs_out(smtp, pg_url, tmp_path,
+                                                                      env):
+    """SIGSTOP looks, to the others, like a machine that vanished: its process still exists, so
+    only its lease tells. They finish its rows once the lease runs out; woken, it sends none of
+    them again."""
+    csv, tpl = _files(tmp_path)
+    lease = 8.0
+    procs = _workers(3, smtp, f"{pg_url}?lease={lease:g}s", csv, tpl, env, "frozen", "--rate",
+                     "6000/min", "--concurrency", "2")
+    _wait_for(smtp, N - 400, seconds=120)   # near the end: the others get there in its lease
+    held = _freeze_holding(procs[0].pid, pg_url)
+    frozen_at = time.time()
+    try:
+        outs = [p.communicate(timeout=300) for p in procs[1:]]
+        finished = time.time()
+    finally:
+        os.kill(procs[0].pid, signal.SIGCONT)
+    out0, err0 = procs[0].communicate(timeout=120)
+    assert all(p.returncode == 0 for p in procs), [e[-1500:] for _, e in outs] + [err0[-1500:]]
+    counts = smtp.recorder.addresses()
+    assert max(counts.values()) == 1, "an address was sent twice"
+    j = open_journal(pg_url)
+    states = j.states("frozen")
+    j.close()
+    by_state = pd.Series(states).value_counts().to_dict()
+    print(f"\nfroze 1 of 3 workers holding {len(held)} row(s); the others ended "
+          f"{finished - frozen_at:.1f} s later "
+          f"(lease {lease:g} s): {by_state}")
+    assert set(by_state) <= {"sent", "unknown"} and by_state.get("unknown", 0) <= 2, by_state
+    assert finished - frozen_at >= lease / 2       # they waited for the lease, not less
+    assert all(f"/{N} " in err.rsplit("done: ", 1)[1] and
+               err.rsplit("done: ", 1)[1].startswith(f"{N}/") for _, err in outs)
+    assert any("other runs hold rows" in out + err for out, err in outs), [e[-800:] for _, e in outs]
+    taken_over = _sent_by_others(pg_url, procs[0].pid, [k for k, st in held if st == "claimed"])
+    assert taken_over == sum(st == "claimed" for _, st in held)
 
 
 def test_postgresql_stopped_for_five_seconds_pauses_the_workers(smtp, postgres, pg_url, tmp_path,
