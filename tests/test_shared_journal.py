@@ -156,6 +156,52 @@ def test_every_worker_sees_one_record_that_can_be_exported_erased_and_expired(
     other.close()
 
 
+def test_the_password_comes_from_pgpass_or_the_keyring_and_the_url_from_the_environment(
+        postgres, pg_url, tmp_path, monkeypatch):
+    """libpq's password file and the keyring (service mailnb-postgresql) stand in for
+    PGPASSWORD; MAILNB_JOURNAL names the journal for every door that takes none."""
+    import keyring
+    from keyring.backend import KeyringBackend
+    from mailnb.pgjournal import KEYRING_SERVICE, PostgresJournal
+    monkeypatch.delenv("PGPASSWORD")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres.port}:*:mailnb:{postgres.password}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    monkeypatch.setenv("MAILNB_JOURNAL", pg_url)
+    j = open_journal(None)
+    assert isinstance(j, PostgresJournal) and j.schema_version() == SCHEMA_VERSION
+    j.close()
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+
+    class Memory(KeyringBackend):             # a keyring that keeps its secrets in memory
+        priority = 1
+        store: dict = {}
+
+        def get_password(self, service, user):
+            return self.store.get((service, user))
+
+        def set_password(self, service, user, password):
+            self.store[(service, user)] = password
+
+        def delete_password(self, service, user):
+            self.store.pop((service, user), None)
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(Memory())
+    try:
+        with pytest.raises(mailnb.JournalError, match="password"):
+            open_journal(pg_url)
+        database = pg_url.rsplit("/", 1)[1]
+        keyring.set_password(KEYRING_SERVICE, f"mailnb@127.0.0.1:{postgres.port}/{database}",
+                             postgres.password)
+        j = open_journal(pg_url)
+        assert j.states("nothing") == {} and postgres.password not in repr(j) + j.location
+        j.close()
+    finally:
+        keyring.set_keyring(before)
+
+
 def test_an_older_sqlite_journal_is_migrated(tmp_path):
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
