@@ -130,6 +130,12 @@ def _build_stdlib(rendered: Rendered, *, from_addr: str, to_addr: str,
             msg.add_alternative(rendered.html, subtype="html")
     elif rendered.html is not None:
         msg.set_content(rendered.html, subtype="html")
+    if rendered.html is not None and rendered.inline:
+        html_part = msg.get_payload()[1] if msg.is_multipart() else msg
+        for image in rendered.inline:
+            html_part.add_related(image.content, maintype="image", subtype=image.subtype,
+                                  cid=f"<{image.cid}>", disposition="inline",
+                                  filename=image.filename)
     for path in rendered.attachments:
         ctype, encoding = mimetypes.guess_type(path.name)
         if ctype is None or encoding is not None:
@@ -307,13 +313,18 @@ def build_message(rendered: Rendered, *, from_addr: str, to_addr: str,
     lines.append("MIME-Version: 1.0")
     head = "\r\n".join(lines).encode("ascii") + b"\r\n"
 
-    if rendered.text is not None and rendered.html is not None:
-        body = _multipart("alternative", [_text_part(rendered.text, "plain"),
-                                          _text_part(rendered.html, "html")])
+    html = None
+    if rendered.html is not None:
+        html = _text_part(rendered.html, "html")
+        if rendered.inline:         # the HTML and the images it shows through cid: (RFC 2387)
+            html = _multipart("related; type=\"text/html\"",
+                              [html, *(image.part for image in rendered.inline)])
+    if rendered.text is not None and html is not None:
+        body = _multipart("alternative", [_text_part(rendered.text, "plain"), html])
     elif rendered.text is not None:
         body = _text_part(rendered.text, "plain")
     else:
-        body = _text_part(rendered.html or "", "html")
+        body = html or _text_part("", "html")
     if rendered.attachments:
         body = _multipart("mixed", [body, *(_attachment(p) for p in rendered.attachments)])
     return head + body, mid

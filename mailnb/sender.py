@@ -39,13 +39,15 @@ from .recipients import Audience, normalize
 from .runner import run_sync
 from .settings import Direct, Graph, Pickup, Profile, Relay
 from .signing import DKIMKey
-from .templates import CONTROL, DEFAULT_MAX_SIZE, Template, check_rendered
+from .templates import CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Template, check_rendered
 from .transports import Backup, Delivery, open_connection
 from .graph import GraphConnection
 from .unsubscribes import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
 KEEP_RENDERED = 50_000
+#: the reason of a row skipped because its report selection is empty (``empty="skip"``)
+EMPTY_REPORT = "empty report: "
 #: looks at the plan after its end, for rows other runs left (each may wait out a lease)
 MAX_PASSES = 4
 RESULT_COLUMNS = ["address", "status", "reason", "code", "reply", "attempts", "message_id",
@@ -73,6 +75,10 @@ class Campaign:
     delivery reports go (default: the From address); ``verp=True`` makes it per message,
     ``local+<id>@domain``, so a report is matched to its recipient even when its text is not.
 
+    ``data`` names objects every row's template can use (a DataFrame, an image, a callable that
+    takes the row): personalised reports (:mod:`mailnb.embeds`). ``empty`` says what a row whose
+    report selection is empty gets: ``"error"`` (the preflight stops), ``"skip"`` or ``"send"``.
+
     ``follow_up`` names an earlier campaign: this one is a reminder, sent only to the recipients
     that campaign reached, each threaded to their original message (In-Reply-To, References).
 
@@ -98,6 +104,8 @@ class Campaign:
     dkim: DKIMKey | None = None
     bounce_address: str | None = None
     verp: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+    empty: str = "error"
 
     @classmethod
     def from_profile(cls, profile: Profile, name: str, audience: Audience, template: Template, *,
@@ -166,6 +174,18 @@ class Campaign:
         if self.key is not None and self.key not in self.audience.sendable.columns:
             raise ConfigError(f"key column {self.key!r} is not in the audience; the columns are "
                               f"{list(self.audience.sendable.columns)}")
+        if self.empty not in EMPTY_CHOICES:
+            raise ConfigError(f"empty must be one of {', '.join(EMPTY_CHOICES)}, not "
+                              f"{self.empty!r}")
+        if not isinstance(self.data, Mapping):
+            raise ConfigError("data must be a dict of names to DataFrames, images or callables")
+        for name in self.data:
+            if not str(name).isidentifier():
+                raise ConfigError(f"data name {name!r} is not usable in a template: use letters, "
+                                  "digits and _ (not first a digit)")
+            if name in self.audience.sendable.columns:
+                raise ConfigError(f"data name {name!r} is also a column of the recipients: "
+                                  "rename one, so a template says which it means")
         if self.follow_up is not None and self.follow_up == self.name:
             raise ConfigError("a follow-up needs a campaign name of its own, e.g. "
                               f"{self.name + '-reminder'!r}")
@@ -636,19 +656,22 @@ def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str
 
 
 # -- stage 3: the preflight ------------------------------------------------------------------------
-def preflight(campaign: Campaign, items: list[Item], max_size: int) -> None:
+def preflight(campaign: Campaign, items: list[Item], max_size: int) -> list[tuple[Item, str]]:
     """Render every row to send (kept for sending, up to KEEP_RENDERED); any problem raises
-    PreflightError with all of them, and nothing is sent."""
+    PreflightError with all of them, and nothing is sent. Returns the rows to skip (an empty
+    report with ``empty="skip"``) and why."""
     links = campaign.unsubscribe_links()
     secret = links.key()
     transactional = campaign.audience.transactional
     problems: list[tuple[Any, str, str, str]] = []
     advised: set[tuple[str, str]] = set()
+    skip: list[tuple[Item, str]] = []
     try:
         campaign.template.compile()
         columns = [str(c) for c in campaign.audience.sendable.columns]
         unknown = campaign.template.field_problems(
-            columns, items[0].values if items else None, {"unsubscribe_url": "https://x.invalid/"})
+            columns, items[0].values if items else None,
+            {**campaign.data, "unsubscribe_url": "https://x.invalid/"})
         if unknown:                 # every row would fail alike: say each field once
             problems.extend(unknown)
             items = []
@@ -657,7 +680,7 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> None:
         items = []
     for n, it in enumerate(items):
         url, hdrs = links.links(it.address, campaign.name, secret)
-        it.context = {"unsubscribe_url": url}
+        it.context = {**campaign.data, "unsubscribe_url": url}
         it.extra_headers = None if transactional else hdrs
         try:
             r = campaign.template.render(it.values, row_id=it.row, context=it.context,
@@ -666,13 +689,19 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> None:
         except TemplateError as err:
             problems.append((it.row, err.field or "", str(err), "error"))
             continue
-        problems.extend(check_rendered(r, it.row, max_size, advised))
-        if n < KEEP_RENDERED:
+        found = check_rendered(r, it.row, max_size, advised, campaign.empty)
+        problems.extend(found)
+        if any(p[3] == "skip" for p in found):
+            skip.append((it, EMPTY_REPORT + ", ".join(r.empty)))
+        elif n < KEEP_RENDERED:
             it.rendered = r
     if campaign.email_format == "html":
         problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
                          "plain-text alternative: spam filters score such mail worse", "warning"))
     _raise_problems(problems)
+    if skip:
+        _say(f"{len(skip)} recipient(s) skipped: their report's selection is empty")
+    return skip
 
 
 def _raise_problems(problems: list[tuple[Any, str, str, str]]) -> None:
@@ -755,8 +784,9 @@ def _start(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan,
                                      for it in plan.items))
     for it, note in plan.skipped:
         j.record(campaign.name, it.key, run_id, "skipped", reply=note, attempt=False)
-    if plan.skipped:
-        _say(f"{len(plan.skipped)} recipient(s) suppressed or unsubscribed since the audience was "
+    excluded = sum(not note.startswith(EMPTY_REPORT) for _, note in plan.skipped)
+    if excluded:
+        _say(f"{excluded} recipient(s) suppressed or unsubscribed since the audience was "
              "built: skipped")
     if recovered:
         _say(f"{recovered} message(s) were in flight when an earlier run stopped; they are marked "
@@ -947,7 +977,12 @@ async def _send(campaign: Campaign, relay: Relay | Pickup, opts: SendOptions,
         if opts.reset and not opts.dry_run:
             j.reset(campaign.name, ("sent", "failed", "deferred", "skipped", "unknown"))
         plan = plan_send(campaign, j, pacing, relay.account, resend_unknown=opts.resend_unknown)
-        preflight(campaign, plan.todo, opts.max_size or DEFAULT_MAX_SIZE)
+        skip = preflight(campaign, plan.todo, opts.max_size or DEFAULT_MAX_SIZE)
+        if skip:
+            gone = {it.key for it, _ in skip}
+            plan.due = [it for it in plan.due if it.key not in gone]
+            plan.later = [it for it in plan.later if it.key not in gone]
+            plan.skipped.extend(skip)
         eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
         what = (f"campaign {campaign.name!r}: {plan.describe()}; {relay.describe()}; "
                 f"{pacing.describe()}; journal {j.location}")

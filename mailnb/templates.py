@@ -24,7 +24,8 @@ import jinja2.meta
 import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import TemplateError, alt
+from . import embeds
+from .errors import TemplateError, alt, arg
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")
@@ -45,6 +46,8 @@ class Rendered:
     reply_to: str | None = None
     attachments: list[Path] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    inline: list[embeds.InlineImage] = field(default_factory=list)   # cid: images of the HTML
+    empty: list[str] = field(default_factory=list)    # report selections that came out empty
 
     def size_estimate(self) -> int:
         """Bytes the message will take on the wire, roughly (base64 attachments, encoded parts)."""
@@ -55,7 +58,7 @@ class Rendered:
                 files += p.stat().st_size
             except OSError:
                 pass
-        return 1024 + body * 11 // 10 + files * 4 // 3
+        return 1024 + body * 11 // 10 + files * 4 // 3 + sum(len(i.part) for i in self.inline)
 
 
 class _TextFromHTML(HTMLParser):
@@ -108,6 +111,21 @@ def html_to_text(markup: str) -> str:
     text = "".join(parser.out)
     lines = [line.strip() for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _text_with_tables(markup: str, tables: Any) -> str:
+    """The text made from HTML, its report tables as the aligned text tables of the same
+    figures (not one cell a line)."""
+    marks = {}
+    for n, (table_html, table_text) in enumerate(tables):
+        mark = f"MAILNBTABLE{n}X{uuid.uuid4().hex}"
+        if table_html in markup:
+            markup = markup.replace(table_html, f"<p>{mark}</p>", 1)
+            marks[mark] = table_text.rstrip("\n")
+    text = html_to_text(markup)
+    for mark, table_text in marks.items():
+        text = text.replace(mark, table_text)
+    return text
 
 
 def text_to_html(text: str) -> str:
@@ -224,6 +242,9 @@ class Template:
             undefined=jinja2.StrictUndefined,
             autoescape=lambda name: name in ("html", "footer_html"),
             keep_trailing_newline=True)
+        self._env.filters.update(
+            where=jinja2.pass_context(embeds.where), table=jinja2.pass_context(embeds.table),
+            chart=jinja2.pass_context(embeds.chart), image=jinja2.pass_context(embeds.chart))
 
     def _source(self, name: str) -> tuple[str, str, Any]:
         # the name doubles as the file name, so a render error's traceback tells which part and line
@@ -383,15 +404,22 @@ class Template:
         ctx = dict(values)
         ctx["row"] = values
         if context:
-            ctx.update(context)
+            ctx.update(embeds.context_for(context, values))
+        found = ctx[embeds.SLOT] = embeds.Collected()
         out = self._render_parts(ctx, values, row_id)
         _check_header_fields(out, row_id)
+        if "text" not in out and found.tables:      # the text made from HTML: aligned tables
+            out = {**out, "_tables": found.tables}
         text, markup = self._assemble(out, default_footer, default_footer_html)
+        images = list(found.images.values())
+        if markup is not None and images:            # only the images the final HTML shows
+            images = [i for i in images if f"cid:{i.cid}" in markup]
         return Rendered(
             subject=out["subject"], text=text, html=markup, to_name=out.get("to_name") or None,
             from_name=out.get("from_name") or None, reply_to=out.get("reply_to") or None,
             attachments=self._attachments(row, out.get("attachments"), row_id),
-            headers={k[7:]: v for k, v in out.items() if k.startswith("header:")})
+            headers={k[7:]: v for k, v in out.items() if k.startswith("header:")},
+            inline=images if markup is not None else [], empty=list(dict.fromkeys(found.empty)))
 
     def _render_parts(self, ctx: dict[str, Any], values: dict[str, Any],
                       row_id: Any) -> dict[str, str]:
@@ -449,7 +477,7 @@ class Template:
         if markup is not None and self.css == "inline":
             markup = inline_css(markup)
         if markup is not None and text is None:
-            text = html_to_text(markup)
+            text = _text_with_tables(out["html"], out.get("_tables", ()))
         if footer:
             if text is not None:
                 text = text.rstrip("\n") + "\n\n" + footer.strip("\n") + "\n"
@@ -505,7 +533,7 @@ class Template:
                 yield idx, err
 
     def preflight(self, audience: Any, *, max_size: int = DEFAULT_MAX_SIZE,
-                  context: Mapping[str, Any] | None = None,
+                  context: Mapping[str, Any] | None = None, empty: str = "error",
                   **render_options: Any) -> pd.DataFrame:
         """Render every sendable row without sending; return a DataFrame of problems with columns
         ``row``, ``field`` and ``error`` (empty when all is well). Template syntax errors are
@@ -521,7 +549,8 @@ class Template:
         columns = [str(c) for c in frame.columns]
         first = dict(zip(columns, next(frame.itertuples(index=False, name=None), ()))) \
             if len(frame) else None
-        unknown = self.field_problems(columns, first, {"unsubscribe_url": "https://x.invalid/"})
+        unknown = self.field_problems(columns, first, {**(context or {}),
+                                                       "unsubscribe_url": "https://x.invalid/"})
         if unknown:
             return pd.DataFrame(unknown, columns=columns_out)
         advised: set[tuple[str, str]] = set()
@@ -529,7 +558,7 @@ class Template:
             if isinstance(result, TemplateError):
                 problems.append((idx, result.field or "", str(result), "error"))
                 continue
-            problems.extend(check_rendered(result, idx, max_size, advised))
+            problems.extend(check_rendered(result, idx, max_size, advised, empty))
         return pd.DataFrame(problems, columns=columns_out)
 
     def preview(self, audience: Any, n: int = 3, **render_options: Any) -> Preview:
@@ -563,10 +592,25 @@ def _check_header_fields(out: dict[str, str], row_id: Any) -> None:
                             "give every row a subject", field="subject", row=row_id)
 
 
+EMPTY_CHOICES = ("error", "skip", "send")
+
+
 def check_rendered(result: Rendered, idx: Any, max_size: int,
-                   advised: set[tuple[str, str]]) -> list[tuple[Any, str, str, str]]:
-    """Size (an error) and hygiene (warnings, each reported once, at the first row it shows)."""
+                   advised: set[tuple[str, str]], empty: str = "error"
+                   ) -> list[tuple[Any, str, str, str]]:
+    """Size (an error), an empty report selection (as ``empty`` says: an error, a note that
+    the row is skipped, or nothing) and hygiene (warnings, each reported once, at the first row
+    it shows)."""
     out: list[tuple[Any, str, str, str]] = []
+    if result.empty and empty != "send":
+        what = ", ".join(result.empty)
+        if empty == "error":
+            out.append((idx, "data", f"row {idx!r}: the report's selection is empty ({what}); "
+                        f"fix the data, or pass {arg('empty', 'skip')} to leave such rows out or "
+                        f"{arg('empty', 'send')} to send them anyway", "error"))
+        else:
+            out.append((idx, "data", f"row {idx!r} is skipped: its report's selection is empty "
+                        f"({what})", "skip"))
     if (size := result.size_estimate()) > max_size:
         out.append((idx, "size", f"row {idx!r}: the message would be about {size / 1e6:.1f} MB, "
                     f"over the limit of {max_size / 1e6:.1f} MB; send smaller attachments or "

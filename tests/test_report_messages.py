@@ -1,0 +1,149 @@
+"""Personalised reports: campaign data in templates, tables for mail programs and inline charts,
+sent over a real SMTP socket and read back under email.policy.strict."""
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+
+import matplotlib
+import pandas as pd
+import pytest
+
+import mailnb
+from mailnb.templates import Template
+
+matplotlib.use("Agg")
+
+REGIONS = ["North", "South", "East", "West", "Centre"]
+
+
+def _sales() -> pd.DataFrame:
+    rows = [(r, m, 1000.0 * (i + 1) + 37.5 * k) for i, r in enumerate(REGIONS)
+            for k, m in enumerate(["Jan", "Feb", "Mar"])]
+    return pd.DataFrame(rows, columns=["region", "month", "revenue"])
+
+
+def _campaign(n: int, drawn: list[str], sales: pd.DataFrame | None = None, name="report", **kw):
+    import matplotlib.pyplot as plt
+    sales = _sales() if sales is None else sales
+
+    def trend(row):
+        drawn.append(row["region"])
+        fig, ax = plt.subplots(figsize=(3, 2))
+        mine = sales[sales["region"] == row["region"]]
+        ax.plot(mine["month"], mine["revenue"])
+        ax.set_title(row["region"])
+        return fig
+
+    people = pd.DataFrame({"email": [f"m{i}@example.com" for i in range(n)],
+                           "name": [f"Manager {i}" for i in range(n)],
+                           "region": [REGIONS[i % len(REGIONS)] for i in range(n)]})
+    tpl = Template(
+        "{{ region }}: your figures",
+        text="Dear {{ name }},\n\n{{ sales | where(region=region) | table(caption='Revenue') }}\n"
+             "{{ trend | chart(alt='Revenue by month', key=region) }}\n",
+        html="<p>Dear {{ name }},</p>{{ sales | where(region=region) | table(caption='Revenue') }}"
+             "{{ trend | chart(alt='Revenue by month', key=region) }}<p>Regards, the sales team</p>")
+    return mailnb.Campaign(name, mailnb.Audience(people), tpl, from_addr="sales@example.org",
+                           data={"sales": sales, "trend": trend}, **kw)
+
+
+def _parts(raw: bytes):
+    msg = email.message_from_bytes(raw, policy=email.policy.strict)
+    assert msg.get_content_type() == "multipart/alternative"
+    text, related = msg.get_payload()
+    assert text.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related"
+    html, *images = related.get_payload()
+    assert html.get_content_type() == "text/html"
+    return msg, text.get_content(), html.get_content(), images
+
+
+def test_two_hundred_managers_in_five_regions_get_their_own_table_and_chart(smtp, journal):
+    drawn: list[str] = []
+    res = mailnb.send(_campaign(200, drawn), mailnb.Relay("127.0.0.1", smtp.port,
+                                                          security="none"),
+                      journal=journal, progress=None, concurrency=4)
+    assert (res["status"] == "sent").all() and len(smtp.recorder.messages) == 200
+    assert sorted(drawn) == sorted(REGIONS)         # 5 drawings for 200 messages
+    sales, charts = _sales(), set()
+    for m in smtp.recorder.messages:
+        msg, text, markup, images = _parts(m.data)
+        region = str(msg["Subject"]).split(":")[0]
+        cids = re.findall(r'src="cid:([^"]+)"', markup)
+        assert len(cids) == 1 and [i["Content-ID"] for i in images] == [f"<{cids[0]}>"]
+        assert images[0].get_content_type() == "image/png"
+        charts.add((region, hashlib.sha256(images[0].get_content()).hexdigest()))
+        mine = sales[sales["region"] == region]
+        shown = re.findall(r"<td[^>]*>([\d,.]+)</td>", markup)
+        assert shown == [f"{v:,.2f}" for v in mine["revenue"]]     # only their region's rows
+        for value in mine["revenue"]:
+            assert re.search(rf"\b(Jan|Feb|Mar)\s+{re.escape(f'{value:,.2f}')}\b", text)
+        assert "[Revenue by month]" in text
+        assert "<style" not in markup and "class=" not in markup
+    assert len(charts) == 5 and len({h for _, h in charts}) == 5
+
+
+def test_every_cid_resolves_to_one_part_and_identical_images_are_one(tmp_path):
+    logo = tmp_path / "logo.png"
+    fig = matplotlib.figure.Figure(figsize=(1, 1))
+    fig.savefig(logo, format="png")
+    tpl = Template("Hi", text="Hi {{ name }}",
+                   html="<p>Hi {{ name }}</p>{{ logo | image(alt='Logo') }}"
+                        "{{ logo | image(alt='Logo again') }}")
+    people = pd.DataFrame({"email": ["a@example.com", "b@example.com"], "name": ["A", "B"]})
+    c = mailnb.Campaign("logo", mailnb.Audience(people), tpl, from_addr="x@example.org",
+                        data={"logo": str(logo)})
+    res = mailnb.send(c, mailnb.Pickup(tmp_path / "out"), journal=tmp_path / "j.sqlite",
+                      new_journal=True, progress=None)
+    assert (res["status"] == "sent").all()
+    for path in sorted((tmp_path / "out").glob("*.eml")):
+        _, _, markup, images = _parts(path.read_bytes())
+        assert len(images) == 1 and markup.count(f'cid:{images[0]["Content-ID"][1:-1]}') == 2
+        assert images[0].get_content() == logo.read_bytes()
+
+
+def test_a_styler_keeps_its_formats_and_loses_its_classes():
+    frame = pd.DataFrame({"item": ["a", "b", "c"], "share": [0.1234, 0.5, 0.3766]})
+    styler = frame.style.format({"share": "{:.1%}"}).hide(axis="index")
+    tpl = Template("s", text="{{ t | table(max_rows=2) }}", html="<p>x</p>{{ t | table(max_rows=2) }}")
+    r = tpl.render({"email": "a@example.com"}, context={"t": styler})
+    assert "12.3%" in r.html and "50.0%" in r.html and "37.7%" not in r.html
+    assert "and 1 more rows" in r.html and "and 1 more rows" in r.text
+    assert "<style" not in r.html and "class=" not in r.html and " id=" not in r.html
+    assert re.search(r"text-align: ?right[^>]*>12\.3%", r.html)
+    assert re.search(r"a\s+12\.3%", r.text)
+    html_only = Template("s", html="<p>Your share:</p>{{ t | table }}")
+    text = html_only.render({}, context={"t": frame}).text
+    assert "item  share" in text and re.search(r"a\s+0\.12\n", text)   # aligned, not a cell a line
+
+
+def test_empty_selections_and_size_are_checked_before_anything_is_sent(smtp, journal, tmp_path):
+    sales = _sales()
+    sales = sales[sales["region"] != "West"]
+    relay = mailnb.Relay("127.0.0.1", smtp.port, security="none")
+    with pytest.raises(mailnb.PreflightError) as err:
+        mailnb.send(_campaign(10, [], sales), relay, journal=journal, progress=None)
+    assert "empty" in str(err.value) and "empty='skip'" in str(err.value)
+    assert len(err.value.problems) == 2 and not smtp.recorder.messages
+    res = mailnb.send(_campaign(10, [], sales, empty="skip"), relay, journal=journal,
+                      progress=None)
+    by = res.set_index("address")["status"]
+    assert (by[["m3@example.com", "m8@example.com"]] == "skipped").all()
+    assert len(smtp.recorder.messages) == 8
+    assert "empty report" in res.set_index("address").loc["m3@example.com", "reason"]
+    with pytest.raises(mailnb.PreflightError, match="over the limit"):
+        mailnb.send(_campaign(3, [], name="big"), relay, journal=journal, progress=None,
+                    max_size=15_000)      # the chart makes each about 17 KB
+    with pytest.raises(mailnb.ConfigError, match="empty must be one of"):
+        mailnb.send(_campaign(1, [], empty="maybe"), relay, journal=journal, progress=None)
+
+
+def test_a_chart_without_alt_text_is_a_warning(tmp_path):
+    fig = matplotlib.figure.Figure(figsize=(1, 1))
+    tpl = Template("s", text="see the chart", html="<p>Here is the chart of the month for you "
+                   "and your team, with the figures below.</p>{{ f | chart }}")
+    problems = tpl.preflight(pd.DataFrame({"email": ["a@example.com"]}), context={"f": fig})
+    assert list(problems["severity"]) == ["warning"] and "alt text" in problems["error"][0]
