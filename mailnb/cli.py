@@ -171,6 +171,8 @@ def _send_args(s: argparse.ArgumentParser) -> None:
                       help="do not verify the relay's TLS certificate")
         elif f.type in ("bool | None", "bool"):
             kw.update(action="store_const", const=True)
+        elif f.name == "data":          # --data sales=sales.csv --data logo=logo.png
+            kw.update(action="append", metavar="NAME=FILE")
         else:
             kw["type"] = kinds.get(str(f.type), str)
         s.add_argument(flag_name(f.name), **kw)

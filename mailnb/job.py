@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
-from .errors import ConfigError, PreflightError, arg, flag_name
+from .errors import ConfigError, PreflightError, alt, arg, flag_name
 from .files import open_private
 from .journal import open_journal
 from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
@@ -55,6 +55,11 @@ class Job:
     follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table "
                                       "(with follow_up: also `not responded`)")
     attachment_column: str | None = _s("the column of attachment paths")
+    data: Any = _s("data for report templates, name=file (CSV, TSV, Excel, Parquet or an "
+                   "image); repeat for more. In Python a dict of names to files, DataFrames, "
+                   "images or callables that take the row")
+    empty: str | None = _s("a row whose report selection is empty: error (default), skip or "
+                           "send")
     # -- the message
     from_addr: str | None = _s("From address")
     from_name: str | None = _s("From name")
@@ -238,20 +243,47 @@ class Job:
                                     **({"attachment_column": column} if column else {}))
 
     @functools.cached_property
+    def data_obj(self) -> dict[str, Any]:
+        """``data`` as a dict: ``name=file`` texts (the command line) split, table files read
+        into DataFrames, image files left as paths for the image filter."""
+        given = self.data
+        if given is None or given == "" or given == []:
+            return {}
+        if isinstance(given, str):
+            given = [given]
+        if isinstance(given, (list, tuple)):
+            pairs = {}
+            for item in given:
+                name, sep, value = str(item).partition("=")
+                if not sep or not name.strip() or not value.strip():
+                    raise ConfigError(f"data {item!r} is not name=file; write e.g. " + alt(
+                        "data={'sales': 'sales.csv'}", "--data sales=sales.csv"))
+                pairs[name.strip()] = value.strip()
+            given = pairs
+        if not isinstance(given, dict):
+            raise ConfigError("data must be a dict of names to files, DataFrames, images or "
+                              "callables")
+        return {name: _data_value(name, value) for name, value in given.items()}
+
+    @functools.cached_property
     def campaign_obj(self) -> Campaign:
         return Campaign.from_profile(self.settings, self.campaign, self.audience,
-                                     self.template_obj, follow_up=self.follow_up or None)
+                                     self.template_obj, follow_up=self.follow_up or None,
+                                     data=self.data_obj, empty=self.empty or None)
 
     def relay(self) -> Any:
         """Where the mail goes: the SMTP relay, Microsoft Graph, each domain's MX or a folder."""
         return self.settings.transport_target()
 
     def preview(self, n: int = 3) -> Any:
-        return self.template_obj.preview(self.audience, n=n)
+        return self.template_obj.preview(self.audience, n=n, context=self.campaign_obj.data)
 
     def preflight(self) -> pd.DataFrame:
         """Every problem, each with its row and, for a CSV, the file's line."""
-        return self._with_lines(self.template_obj.preflight(self.audience))
+        c = self.campaign_obj
+        c.validate()
+        return self._with_lines(self.template_obj.preflight(self.audience, context=c.data,
+                                                            empty=c.empty))
 
     def _with_lines(self, problems: pd.DataFrame) -> pd.DataFrame:
         lines = csv_lines(self.table)
@@ -326,6 +358,28 @@ class Job:
     def close(self) -> None:
         if "journal_obj" in self.__dict__:
             self.journal_obj.close()
+
+
+_TABLE_FILES = (".csv", ".tsv", ".txt", ".xlsx", ".xls", ".parquet", ".pq")
+
+
+def _data_value(name: str, value: Any) -> Any:
+    """A table file read into a DataFrame; anything else (an image's path, a DataFrame, a
+    callable) as it is."""
+    if isinstance(value, (str, Path)) and str(value).lower().endswith(_TABLE_FILES):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data {name}: {str(value)!r} is no file; check the path")
+        suffix = path.suffix.lower()
+        try:                # numbers stay numbers here (recipients' columns are read as text)
+            if suffix in (".parquet", ".pq"):
+                return pd.read_parquet(path)
+            if suffix in (".xlsx", ".xls"):
+                return pd.read_excel(path)
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        except Exception as err:
+            raise ConfigError(f"data {name}: cannot read {str(path)!r}: {err}") from None
+    return value
 
 
 def settings_table() -> str:

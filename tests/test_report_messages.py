@@ -5,9 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
+import matplotlib.figure
 import pandas as pd
 import pytest
 
@@ -147,3 +152,60 @@ def test_a_chart_without_alt_text_is_a_warning(tmp_path):
                    "and your team, with the figures below.</p>{{ f | chart }}")
     problems = tpl.preflight(pd.DataFrame({"email": ["a@example.com"]}), context={"f": fig})
     assert list(problems["severity"]) == ["warning"] and "alt text" in problems["error"][0]
+
+
+def _report_files(tmp_path):
+    sales = _sales()
+    sales[sales["region"] != "West"].to_csv(tmp_path / "sales.csv", index=False)
+    fig = matplotlib.figure.Figure(figsize=(1, 1))
+    fig.savefig(tmp_path / "logo.png", format="png")
+    pd.DataFrame({"email": [f"m{i}@example.com" for i in range(5)],
+                  "region": REGIONS}).to_csv(tmp_path / "people.csv", index=False)
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("{{ region }}")
+    (tpl / "body.html").write_text("<p>Your region's revenue, month by month:</p>"
+                                   "{{ sales | where(region=region) | table }}"
+                                   "{{ logo | image(alt='Our logo') }}")
+    return tpl
+
+
+def _check_reports(smtp):
+    got = {m.rcpt_tos[0]: _parts(m.data) for m in smtp.recorder.messages}
+    assert sorted(got) == ["m0@example.com", "m1@example.com", "m2@example.com",
+                           "m4@example.com"]                     # West (m3) skipped: empty
+    _, text, markup, images = got["m0@example.com"]
+    assert "1,037.50" in markup and re.search(r"Feb\s+1,037.50", text) and len(images) == 1
+
+
+def test_report_data_from_the_command_line_and_a_notebook(smtp, tmp_path, config_dir):
+    import papermill
+    tpl = _report_files(tmp_path)
+    cmd = [sys.executable, "-m", "mailnb.cli", "send", "--campaign", "cli", "--recipients",
+           str(tmp_path / "people.csv"), "--template", str(tpl), "--from", "s@example.org",
+           "--host", "127.0.0.1", "--port", str(smtp.port), "--security", "none",
+           "--journal", str(tmp_path / "j.sqlite"), "--new-journal",
+           "--data", f"sales={tmp_path / 'sales.csv'}", "--data", f"logo={tmp_path / 'logo.png'}"]
+    env = {**os.environ, "MAILNB_CONFIG_DIR": str(config_dir), "HOME": str(tmp_path)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "--empty skip" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr and not smtp.recorder.messages
+    out = subprocess.run(cmd + ["--empty", "skip"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    _check_reports(smtp)
+    smtp.recorder.messages.clear()
+    bad = subprocess.run(cmd[:-4] + ["--data", "sales.csv"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert "--data sales=sales.csv" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
+    notebook = Path(mailnb.__file__).parent / "notebooks" / "campaign.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), progress_bar=False,
+        kernel_name="python3",
+        parameters=dict(campaign="nb", recipients=str(tmp_path / "people.csv"), template=str(tpl),
+                        from_addr="s@example.org", host="127.0.0.1", port=smtp.port,
+                        security="none", journal=str(tmp_path / "j.sqlite"), dry_run=False,
+                        data={"sales": str(tmp_path / "sales.csv"),
+                              "logo": str(tmp_path / "logo.png")},
+                        empty="skip", progress=False))
+    _check_reports(smtp)

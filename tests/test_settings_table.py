@@ -37,6 +37,8 @@ EFFECTS = {
     "encoding": "test_first_hour.py::test_recipient_files_say_what_is_wrong_with_them", "unsubscribes": HERE, "suppressions": HERE, "transactional": HERE,
     "follow_up": "test_sender.py::test_follow_up_is_threaded_and_only_to_those_reached",
     "follow_up_filter": HERE, "attachment_column": HERE,
+    "data": "test_report_messages.py::test_report_data_from_the_command_line_and_a_notebook",
+    "empty": "test_report_messages.py::test_report_data_from_the_command_line_and_a_notebook",
     "blocklist": "test_pipeline.py::test_blocklist_key_column_and_pickup_from_the_profile",
     "key_column": "test_pipeline.py::test_blocklist_key_column_and_pickup_from_the_profile",
     "exclusion_policy": "test_recipients.py::test_campaign_exclusion_policy",
