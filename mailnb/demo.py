@@ -14,6 +14,9 @@ HERE = Path(__file__).parent / "demo"
 SAMPLE_RECIPIENTS = str(HERE / "participants.csv")
 SAMPLE_TEMPLATE = str(HERE / "template")
 SAMPLE_UNSUBSCRIBES = str(HERE / "unsubscribed.csv")
+#: a report for the same participants: each one's scores as a table and a chart
+SAMPLE_RESULTS = str(HERE / "results.csv")
+SAMPLE_REPORT_TEMPLATE = str(HERE / "report-template")
 CAMPAIGN = "demo-study-invite"
 
 

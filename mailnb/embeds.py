@@ -316,15 +316,22 @@ def _remember(cache: OrderedDict, key: Any, image: InlineImage) -> InlineImage:
 
 
 def chart(ctx: Any, value: Any, alt: str | None = None, key: Any = None,
-          width: int | None = None, height: int | None = None, dpi: int = 100) -> Any:
-    """An ``<img src="cid:...">`` for the image (in a text part: its alt text in brackets)."""
+          width: int | None = None, height: int | None = None, dpi: int = 100,
+          kind: str = "bar", x: str | None = None, y: str | None = None,
+          title: str | None = None) -> Any:
+    """An ``<img src="cid:...">`` for the image (in a text part: its alt text in brackets). A
+    DataFrame is drawn with pandas' plotting (``kind``, ``x``, ``y``, ``title``), so a template
+    fed only files (the command line) can chart a recipient's rows too."""
     found = _collected(ctx)
     if not ctx.eval_ctx.autoescape:
         return f"[{alt}]" if alt else ""
     cache_key = (id(value.fn), key) if isinstance(value, RowValue) and key is not None else None
     image = _BY_KEY.get(cache_key) if cache_key is not None else None
     if image is None:
-        image = to_image(_unwrap(value), dpi)
+        value = _unwrap(value)
+        if _is_frame(value):
+            value = _plot(value, kind, x, y, title)
+        image = to_image(value, dpi)
         if cache_key is not None:
             _remember(_BY_KEY, cache_key, image)
     found.images[image.cid] = image
@@ -337,6 +344,17 @@ def chart(ctx: Any, value: Any, alt: str | None = None, key: Any = None,
     alt_attr = f' alt="{html_lib.escape(alt)}"' if alt else ""     # none: hygiene warns
     return Markup(f'<img src="cid:{image.cid}"{alt_attr}{size} '
                   'style="display:block;max-width:100%;height:auto;border:0;">')
+
+
+def _plot(frame: Any, kind: str, x: str | None, y: str | None, title: str | None) -> Any:
+    from matplotlib.figure import Figure
+    if kind not in ("bar", "barh", "line", "area"):
+        raise ValueError(f"chart kind {kind!r}: use bar, barh, line or area")
+    figure = Figure(figsize=(5, 2.6))
+    ax = figure.subplots()
+    frame.plot(kind=kind, x=x, y=y, ax=ax, legend=False, title=title, rot=0)
+    figure.tight_layout()
+    return figure
 
 
 def to_image(value: Any, dpi: int = 100) -> InlineImage:

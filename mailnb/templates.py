@@ -8,6 +8,7 @@ Pure: no network. Reading template files and checking attachment paths is the on
 """
 from __future__ import annotations
 
+import base64
 import html as html_lib
 import math
 import re
@@ -622,6 +623,15 @@ def check_rendered(result: Rendered, idx: Any, max_size: int,
     return out
 
 
+def _shown(r: Rendered) -> str:
+    """The HTML with its ``cid:`` images as ``data:`` URLs, which a notebook can show."""
+    markup = r.html or ""
+    for image in r.inline:
+        data = base64.b64encode(image.content).decode("ascii")
+        markup = markup.replace(f"cid:{image.cid}", f"data:image/{image.subtype};base64,{data}")
+    return markup
+
+
 class Preview:
     """A few rendered messages; shown as cards in a notebook, as text elsewhere."""
 
@@ -645,8 +655,8 @@ class Preview:
                 cards.append(f"<div style='border:1px solid #c00;padding:6px;margin:4px'>"
                              f"<b>row {esc(repr(idx))}</b>: {esc(str(r))}</div>")
                 continue
-            body = (f"<iframe sandbox='' style='width:100%;height:260px;border:0' "
-                    f"srcdoc='{esc(r.html, quote=True)}'></iframe>" if r.html else
+            body = (f"<iframe sandbox='' style='width:100%;height:360px;border:0' "
+                    f"srcdoc='{esc(_shown(r), quote=True)}'></iframe>" if r.html else
                     f"<pre style='white-space:pre-wrap'>{esc(r.text or '')}</pre>")
             files = (f"<div>attachments: {esc(', '.join(p.name for p in r.attachments))}</div>"
                      if r.attachments else "")

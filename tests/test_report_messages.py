@@ -209,3 +209,28 @@ def test_report_data_from_the_command_line_and_a_notebook(smtp, tmp_path, config
                               "logo": str(tmp_path / "logo.png")},
                         empty="skip", progress=False))
     _check_reports(smtp)
+
+
+def test_the_sample_report_charts_each_participant_s_rows_from_files_alone(smtp, tmp_path,
+                                                                           config_dir):
+    from mailnb.demo import SAMPLE_REPORT_TEMPLATE, SAMPLE_RESULTS
+    job = mailnb.Job(campaign="results", template=SAMPLE_REPORT_TEMPLATE,
+                     data={"results": SAMPLE_RESULTS}, host="127.0.0.1", port=smtp.port,
+                     security="none", from_addr="study@example.org", from_name="Study team",
+                     journal=str(tmp_path / "j.sqlite"), new_journal=True, progress=False)
+    assert job.preflight().empty
+    res = job.send()
+    results = pd.read_csv(SAMPLE_RESULTS)
+    people = pd.read_csv(Path(SAMPLE_RESULTS).with_name("participants.csv"))
+    sent = res[res["status"] == "sent"]
+    assert len(sent) == len(smtp.recorder.messages) > 0
+    charts = set()
+    for m in smtp.recorder.messages:
+        _, text, markup, images = _parts(m.data)
+        pid = people.set_index("email").loc[m.rcpt_tos[0], "participant_id"]
+        mine = results[results["participant_id"] == pid]
+        for task, score in zip(mine["task"], mine["score"]):
+            assert re.search(rf"{task}\s+{score:,.2f}", text), (task, score, text)
+        assert len(images) == 1 and "Your score on each task" in markup
+        charts.add(hashlib.sha256(images[0].get_content()).hexdigest())
+    assert len(charts) == len(smtp.recorder.messages)     # each participant's own chart
