@@ -26,9 +26,12 @@ import html as html_lib
 import io
 import math
 import numbers
+import sys
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,8 @@ from markupsafe import Markup
 CACHE_SIZE = 1024
 #: the rows a table shows unless told otherwise
 MAX_ROWS = 50
+#: processes that draw keyed charts before sending (None: one a core; 1: in this process)
+DRAW_WORKERS: int | None = None
 _SUBTYPES = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif"}
 _CELL = "padding:4px 8px;border-bottom:1px solid #dddddd;"
 _TABLE = ("border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:14px;"
@@ -327,6 +332,13 @@ def chart(ctx: Any, value: Any, alt: str | None = None, key: Any = None,
         return f"[{alt}]" if alt else ""
     cache_key = (id(value.fn), key) if isinstance(value, RowValue) and key is not None else None
     image = _BY_KEY.get(cache_key) if cache_key is not None else None
+    later = _LATER.get()
+    if image is None and cache_key is not None and later is not None:
+        image = later.placeholder(cache_key, value.fn, value.row, dpi)
+        found.images[image.cid] = image
+        if not alt:
+            found.alt_missing += 1
+        return Markup(_img(image.cid, alt, f' {SIZE_MARK}="{image.cid}"'))
     if image is None:
         value = _unwrap(value)
         if _is_frame(value):
@@ -337,13 +349,20 @@ def chart(ctx: Any, value: Any, alt: str | None = None, key: Any = None,
     found.images[image.cid] = image
     if not alt:
         found.alt_missing += 1
+    return Markup(_img(image.cid, alt, _size_attrs(image, width, height)))
+
+
+def _size_attrs(image: InlineImage, width: int | None, height: int | None) -> str:
     w, h = width or image.width, height or image.height
     if width and not height and image.width and image.height:
         h = round(image.height * width / image.width)
-    size = (f' width="{w}"' if w else "") + (f' height="{h}"' if h else "")
+    return (f' width="{w}"' if w else "") + (f' height="{h}"' if h else "")
+
+
+def _img(cid: str, alt: str | None, size: str) -> str:
     alt_attr = f' alt="{html_lib.escape(alt)}"' if alt else ""     # none: hygiene warns
-    return Markup(f'<img src="cid:{image.cid}"{alt_attr}{size} '
-                  'style="display:block;max-width:100%;height:auto;border:0;">')
+    return (f'<img src="cid:{cid}"{alt_attr}{size} '
+            'style="display:block;max-width:100%;height:auto;border:0;">')
 
 
 def _plot(frame: Any, kind: str, x: str | None, y: str | None, title: str | None) -> Any:
@@ -355,6 +374,91 @@ def _plot(frame: Any, kind: str, x: str | None, y: str | None, title: str | None
     frame.plot(kind=kind, x=x, y=y, ax=ax, legend=False, title=title, rot=0)
     figure.tight_layout()
     return figure
+
+
+# -- drawing in worker processes ------------------------------------------------------------------
+#: the attribute a deferred chart's <img> carries until its image is drawn
+SIZE_MARK = "data-mailnb-size"
+_LATER: ContextVar[Later | None] = ContextVar("mailnb_draw_later", default=None)
+_JOBS: list[tuple[Any, dict[str, Any], int]] = []      # read by forked workers
+
+
+class Later:
+    """Keyed charts not drawn yet: each gets a placeholder image at once; :meth:`draw` draws
+    them all in worker processes, then :meth:`patch` puts the real images into what was
+    rendered meanwhile."""
+
+    def __init__(self) -> None:
+        self.token = hashlib.sha256(str(id(self)).encode()).hexdigest()[:8]
+        self.jobs: dict[tuple[int, Any], tuple[Any, dict[str, Any], int]] = {}
+        self.holders: dict[tuple[int, Any], InlineImage] = {}
+        self.drawn: dict[str, InlineImage] = {}         # placeholder cid -> image
+
+    def placeholder(self, key: tuple[int, Any], fn: Any, row: Mapping[str, Any],
+                    dpi: int) -> InlineImage:
+        if key not in self.holders:
+            self.jobs[key] = (fn, dict(row), dpi)
+            self.holders[key] = InlineImage(f"later{len(self.holders)}.{self.token}@mailnb",
+                                            b"", "png", "later.png")
+        return self.holders[key]
+
+    def draw(self, workers: int | None = None) -> None:
+        """Draw every placeholder's chart: in worker processes (forked, so the callables and
+        the data need no pickling) when there are several and this is Linux, else here."""
+        keys = list(self.jobs)
+        results = _draw_all([self.jobs[k] for k in keys], workers or DRAW_WORKERS)
+        for key, (content, subtype) in zip(keys, results):
+            image = _remember(_BY_KEY, key, InlineImage.of(content, subtype))
+            self.drawn[self.holders[key].cid] = image
+
+    def patch(self, rendered: Any) -> Any:
+        """``rendered`` with its placeholders replaced by the drawn images."""
+        if not any(i.cid in self.drawn for i in rendered.inline):
+            return rendered
+        markup, inline = rendered.html, []
+        for image in rendered.inline:
+            real = self.drawn.get(image.cid, image)
+            markup = markup.replace(f"cid:{image.cid}", f"cid:{real.cid}").replace(
+                f' {SIZE_MARK}="{image.cid}"', _size_attrs(real, None, None))
+            if real not in inline:
+                inline.append(real)
+        return replace(rendered, html=markup, inline=inline)
+
+
+@contextmanager
+def drawing_later() -> Iterator[Later]:
+    """Within: keyed charts the cache lacks are left as placeholders for :meth:`Later.draw`."""
+    later = Later()
+    token = _LATER.set(later)
+    try:
+        yield later
+    finally:
+        _LATER.reset(token)
+
+
+def _draw_one(i: int) -> tuple[bytes, str]:
+    fn, row, dpi = _JOBS[i]
+    image = to_image(fn(row), dpi)
+    return image.content, image.subtype
+
+
+def _draw_all(jobs: list[tuple[Any, dict[str, Any], int]], workers: int | None
+              ) -> list[tuple[bytes, str]]:
+    import multiprocessing
+    import os
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    _JOBS[:] = jobs
+    try:
+        # fork only on Linux: macOS's system libraries are not safe to use in a forked child
+        if workers > 1 and sys.platform.startswith("linux"):
+            from concurrent.futures import ProcessPoolExecutor
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                return list(pool.map(_draw_one, range(len(jobs)),
+                                     chunksize=max(1, len(jobs) // (workers * 4))))
+        return [_draw_one(i) for i in range(len(jobs))]
+    finally:
+        _JOBS.clear()
 
 
 def to_image(value: Any, dpi: int = 100) -> InlineImage:

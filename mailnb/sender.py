@@ -39,7 +39,9 @@ from .recipients import Audience, normalize
 from .runner import run_sync
 from .settings import Direct, Graph, Pickup, Profile, Relay
 from .signing import DKIMKey
-from .templates import CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Template, check_rendered
+from . import embeds
+from .templates import (CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Rendered, Template,
+                        check_rendered)
 from .transports import Backup, Delivery, open_connection
 from .graph import GraphConnection
 from .unsubscribes import Unsubscribe
@@ -678,23 +680,18 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> list[tupl
     except TemplateError as err:
         problems.append((None, err.field or "", str(err), "error"))
         items = []
-    for n, it in enumerate(items):
-        url, hdrs = links.links(it.address, campaign.name, secret)
-        it.context = {**campaign.data, "unsubscribe_url": url}
-        it.extra_headers = None if transactional else hdrs
-        try:
-            r = campaign.template.render(it.values, row_id=it.row, context=it.context,
-                                         default_footer=campaign.footer,
-                                         default_footer_html=campaign.footer_html)
-        except TemplateError as err:
-            problems.append((it.row, err.field or "", str(err), "error"))
-            continue
-        found = check_rendered(r, it.row, max_size, advised, campaign.empty)
-        problems.extend(found)
-        if any(p[3] == "skip" for p in found):
-            skip.append((it, EMPTY_REPORT + ", ".join(r.empty)))
-        elif n < KEEP_RENDERED:
-            it.rendered = r
+    kept = items[:KEEP_RENDERED]
+    with embeds.drawing_later() as later:       # keyed charts: drawn below, in worker processes
+        rendered = [_render_one(campaign, it, links, secret, transactional, problems)
+                    for it in kept]
+    later.draw()
+    for it, r in zip(kept, rendered):
+        if r is not None:
+            _check_one(campaign, it, later.patch(r), max_size, advised, problems, skip, keep=True)
+    for it in items[KEEP_RENDERED:]:            # beyond: checked, rendered again when sent
+        r = _render_one(campaign, it, links, secret, transactional, problems)
+        if r is not None:
+            _check_one(campaign, it, r, max_size, advised, problems, skip, keep=False)
     if campaign.email_format == "html":
         problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
                          "plain-text alternative: spam filters score such mail worse", "warning"))
@@ -702,6 +699,32 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> list[tupl
     if skip:
         _say(f"{len(skip)} recipient(s) skipped: their report's selection is empty")
     return skip
+
+
+def _render_one(campaign: Campaign, it: Item, links: Unsubscribe, secret: Any,
+                transactional: bool, problems: list[tuple[Any, str, str, str]]
+                ) -> Rendered | None:
+    url, hdrs = links.links(it.address, campaign.name, secret)
+    it.context = {**campaign.data, "unsubscribe_url": url}
+    it.extra_headers = None if transactional else hdrs
+    try:
+        return campaign.template.render(it.values, row_id=it.row, context=it.context,
+                                        default_footer=campaign.footer,
+                                        default_footer_html=campaign.footer_html)
+    except TemplateError as err:
+        problems.append((it.row, err.field or "", str(err), "error"))
+        return None
+
+
+def _check_one(campaign: Campaign, it: Item, r: Rendered, max_size: int,
+               advised: set[tuple[str, str]], problems: list[tuple[Any, str, str, str]],
+               skip: list[tuple[Item, str]], *, keep: bool) -> None:
+    found = check_rendered(r, it.row, max_size, advised, campaign.empty)
+    problems.extend(found)
+    if any(p[3] == "skip" for p in found):
+        skip.append((it, EMPTY_REPORT + ", ".join(r.empty)))
+    elif keep:
+        it.rendered = r
 
 
 def _raise_problems(problems: list[tuple[Any, str, str, str]]) -> None:

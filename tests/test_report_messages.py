@@ -30,12 +30,17 @@ def _sales() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["region", "month", "revenue"])
 
 
-def _campaign(n: int, drawn: list[str], sales: pd.DataFrame | None = None, name="report", **kw):
+def _campaign(n: int, drawn: Path | None, sales: pd.DataFrame | None = None, name="report",
+              **kw):
+    """Managers in regions; ``drawn`` (a file) gets a line each time a chart is drawn, in
+    whichever process draws it."""
     import matplotlib.pyplot as plt
     sales = _sales() if sales is None else sales
 
     def trend(row):
-        drawn.append(row["region"])
+        if drawn is not None:
+            with open(drawn, "a") as f:
+                f.write(f"{row['region']} {os.getpid()}\n")
         fig, ax = plt.subplots(figsize=(3, 2))
         mine = sales[sales["region"] == row["region"]]
         ax.plot(mine["month"], mine["revenue"])
@@ -66,13 +71,16 @@ def _parts(raw: bytes):
     return msg, text.get_content(), html.get_content(), images
 
 
-def test_two_hundred_managers_in_five_regions_get_their_own_table_and_chart(smtp, journal):
-    drawn: list[str] = []
+def test_two_hundred_managers_in_five_regions_get_their_own_table_and_chart(smtp, journal,
+                                                                          tmp_path):
+    drawn = tmp_path / "drawn.txt"
     res = mailnb.send(_campaign(200, drawn), mailnb.Relay("127.0.0.1", smtp.port,
                                                           security="none"),
                       journal=journal, progress=None, concurrency=4)
     assert (res["status"] == "sent").all() and len(smtp.recorder.messages) == 200
-    assert sorted(drawn) == sorted(REGIONS)         # 5 drawings for 200 messages
+    draws = [line.split() for line in drawn.read_text().splitlines()]
+    assert sorted(r for r, _ in draws) == sorted(REGIONS)     # 5 drawings for 200 messages
+    assert os.getpid() not in {int(p) for _, p in draws}      # in worker processes
     sales, charts = _sales(), set()
     for m in smtp.recorder.messages:
         msg, text, markup, images = _parts(m.data)
@@ -130,20 +138,20 @@ def test_empty_selections_and_size_are_checked_before_anything_is_sent(smtp, jou
     sales = sales[sales["region"] != "West"]
     relay = mailnb.Relay("127.0.0.1", smtp.port, security="none")
     with pytest.raises(mailnb.PreflightError) as err:
-        mailnb.send(_campaign(10, [], sales), relay, journal=journal, progress=None)
+        mailnb.send(_campaign(10, None, sales), relay, journal=journal, progress=None)
     assert "empty" in str(err.value) and "empty='skip'" in str(err.value)
     assert len(err.value.problems) == 2 and not smtp.recorder.messages
-    res = mailnb.send(_campaign(10, [], sales, empty="skip"), relay, journal=journal,
+    res = mailnb.send(_campaign(10, None, sales, empty="skip"), relay, journal=journal,
                       progress=None)
     by = res.set_index("address")["status"]
     assert (by[["m3@example.com", "m8@example.com"]] == "skipped").all()
     assert len(smtp.recorder.messages) == 8
     assert "empty report" in res.set_index("address").loc["m3@example.com", "reason"]
     with pytest.raises(mailnb.PreflightError, match="over the limit"):
-        mailnb.send(_campaign(3, [], name="big"), relay, journal=journal, progress=None,
+        mailnb.send(_campaign(3, None, name="big"), relay, journal=journal, progress=None,
                     max_size=15_000)      # the chart makes each about 17 KB
     with pytest.raises(mailnb.ConfigError, match="empty must be one of"):
-        mailnb.send(_campaign(1, [], empty="maybe"), relay, journal=journal, progress=None)
+        mailnb.send(_campaign(1, None, empty="maybe"), relay, journal=journal, progress=None)
 
 
 def test_a_chart_without_alt_text_is_a_warning(tmp_path):
