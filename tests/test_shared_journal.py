@@ -357,6 +357,16 @@ def test_two_workers_share_one_daily_cap(smtp, pg_url, tmp_path, env):
 
 
 
+def _sent_once_each(smtp, pg_url, campaign):
+    """What the sink received by address (each at most once), and the journal's states."""
+    counts = smtp.recorder.addresses()
+    assert max(counts.values()) == 1, "an address was sent twice"
+    j = open_journal(pg_url)
+    states = j.states(campaign)
+    j.close()
+    return counts, states, pd.Series(states).value_counts().to_dict()
+
+
 def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_path, env):
     csv, tpl = _files(tmp_path)
     procs = _workers(4, smtp, pg_url, csv, tpl, env, "killed", "--rate", "12000/min",
@@ -366,12 +376,7 @@ def test_a_worker_killed_mid_send_is_finished_by_the_others(smtp, pg_url, tmp_pa
     outs = [p.communicate(timeout=300) for p in procs[1:]]
     procs[0].wait(10)
     assert all(p.returncode == 0 for p in procs[1:]), [e[-1500:] for _, e in outs]
-    counts = smtp.recorder.addresses()
-    assert max(counts.values()) == 1, "an address was sent twice"
-    j = open_journal(pg_url)
-    states = j.states("killed")
-    j.close()
-    by_state = pd.Series(states).value_counts().to_dict()
+    counts, states, by_state = _sent_once_each(smtp, pg_url, "killed")
     unknown = [k for k, st in states.items() if st == "unknown"]
     print(f"\nkilled 1 of 4 workers after {600}+ messages: {by_state}; "
           f"{sum(counts.get(k, 0) for k in unknown)} of the {len(unknown)} unknown reached the sink")
@@ -425,12 +430,7 @@ def test_a_frozen_worker_s_rows_are_taken_over_when_its_lease_runs_out(smtp, pg_
         os.kill(procs[0].pid, signal.SIGCONT)
     out0, err0 = procs[0].communicate(timeout=120)
     assert all(p.returncode == 0 for p in procs), [e[-1500:] for _, e in outs] + [err0[-1500:]]
-    counts = smtp.recorder.addresses()
-    assert max(counts.values()) == 1, "an address was sent twice"
-    j = open_journal(pg_url)
-    states = j.states("frozen")
-    j.close()
-    by_state = pd.Series(states).value_counts().to_dict()
+    counts, states, by_state = _sent_once_each(smtp, pg_url, "frozen")
     print(f"\nfroze 1 of 3 workers holding {len(held)} row(s); the others ended "
           f"{finished - frozen_at:.1f} s later "
           f"(lease {lease:g} s): {by_state}")
