@@ -59,3 +59,16 @@ def test_the_send_path_reads_as_short_functions():
                 if n > 62:
                     long.append(f"{name}.{node.name}: {n} lines")
     assert long == []
+
+
+def test_import_mailnb_leaves_the_heavy_parts_for_when_they_are_used():
+    """Widgets, plotting, the bounce tables, PostgreSQL's driver and the sign-in libraries load
+    when a function needs them, so `import mailnb` stays quick (bench/imports.py times it)."""
+    import subprocess
+    import sys
+    heavy = ["mailnb.widgets", "ipywidgets", "matplotlib", "mailnb.bounce_rules",
+             "mailnb.classify", "psycopg", "msal", "google.auth", "css_inline", "papermill"]
+    code = ("import sys, mailnb; print(' '.join(m for m in sys.argv[1:] if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *heavy], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == [], f"import mailnb loaded {out.stdout.split()}"
