@@ -26,6 +26,7 @@ import html as html_lib
 import io
 import math
 import numbers
+import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -99,8 +100,8 @@ class RowValue:
         return len(self.value())
 
     def __bool__(self) -> bool:
-        value = self.value()
-        return not getattr(value, "empty", not value)
+        value = self.value()                 # a DataFrame: has it rows (pandas has no truth)
+        return not value.empty if _is_frame(value) else bool(value)
 
     def __str__(self) -> str:
         return str(self.value())
@@ -121,7 +122,6 @@ class Collected:
     images: dict[str, InlineImage] = field(default_factory=dict)
     empty: list[str] = field(default_factory=list)
     tables: list[tuple[str, str]] = field(default_factory=list)      # (html, text)
-    alt_missing: int = 0
 
 
 #: the context variable that carries a render's :class:`Collected`
@@ -134,7 +134,7 @@ def context_for(data: Mapping[str, Any] | None, row: Mapping[str, Any]) -> dict[
     for name, value in (data or {}).items():
         if isinstance(value, RowValue):
             value = value.fn
-        out[name] = RowValue(value, row) if callable(value) and not _is_frame(value) else value
+        out[name] = RowValue(value, row) if callable(value) else value
     return out
 
 
@@ -268,8 +268,6 @@ def _styler_html(styler: Any, caption: str | None, max_rows: int, more: int,
                  numeric: list[bool]) -> str:
     """The Styler's table with every rule moved into style attributes, classes and ids gone
     (the user's Styler is left as it was)."""
-    import re
-
     import css_inline
     source = styler.to_html(max_rows=max_rows if more else None, doctype_html=False)
     if more:                        # pandas' own "..." row becomes a sentence below
@@ -335,21 +333,18 @@ def chart(ctx: Any, value: Any, alt: str | None = None, key: Any = None,
     later = _LATER.get()
     if image is None and cache_key is not None and later is not None:
         image = later.placeholder(cache_key, value.fn, value.row, dpi)
-        found.images[image.cid] = image
-        if not alt:
-            found.alt_missing += 1
-        return Markup(_img(image.cid, alt, f' {SIZE_MARK}="{image.cid}"'))
-    if image is None:
-        value = _unwrap(value)
-        if _is_frame(value):
-            value = _plot(value, kind, x, y, title)
-        image = to_image(value, dpi)
-        if cache_key is not None:
-            _remember(_BY_KEY, cache_key, image)
+        size = f' {SIZE_MARK}="{image.cid}:{width or 0}:{height or 0}"'   # set when drawn
+    else:
+        if image is None:
+            value = _unwrap(value)
+            if _is_frame(value):
+                value = _plot(value, kind, x, y, title)
+            image = to_image(value, dpi)
+            if cache_key is not None:
+                _remember(_BY_KEY, cache_key, image)
+        size = _size_attrs(image, width, height)
     found.images[image.cid] = image
-    if not alt:
-        found.alt_missing += 1
-    return Markup(_img(image.cid, alt, _size_attrs(image, width, height)))
+    return Markup(_img(image.cid, alt, size))
 
 
 def _size_attrs(image: InlineImage, width: int | None, height: int | None) -> str:
@@ -408,21 +403,21 @@ class Later:
         keys = list(self.jobs)
         results = _draw_all([self.jobs[k] for k in keys], workers or DRAW_WORKERS)
         for key, (content, subtype) in zip(keys, results):
-            image = _remember(_BY_KEY, key, InlineImage.of(content, subtype))
+            image = _remember(_BY_KEY, key, _cached(content, subtype))
             self.drawn[self.holders[key].cid] = image
 
     def patch(self, rendered: Any) -> Any:
         """``rendered`` with its placeholders replaced by the drawn images."""
         if not any(i.cid in self.drawn for i in rendered.inline):
             return rendered
-        markup, inline = rendered.html, []
+        markup, inline = rendered.html, {}
         for image in rendered.inline:
             real = self.drawn.get(image.cid, image)
-            markup = markup.replace(f"cid:{image.cid}", f"cid:{real.cid}").replace(
-                f' {SIZE_MARK}="{image.cid}"', _size_attrs(real, None, None))
-            if real not in inline:
-                inline.append(real)
-        return replace(rendered, html=markup, inline=inline)
+            markup = re.sub(rf' {SIZE_MARK}="{re.escape(image.cid)}:(\d+):(\d+)"',
+                            lambda m: _size_attrs(real, int(m[1]) or None, int(m[2]) or None),
+                            markup.replace(f"cid:{image.cid}", f"cid:{real.cid}"))
+            inline.setdefault(real.cid, real)
+        return replace(rendered, html=markup, inline=list(inline.values()))
 
 
 @contextmanager
@@ -480,6 +475,11 @@ def to_image(value: Any, dpi: int = 100) -> InlineImage:
     else:
         raise TypeError(f"chart()/image() takes a matplotlib Figure, PNG/JPEG/SVG bytes or a "
                         f"file path, not {type(value).__name__}")
+    return _cached(content, subtype)
+
+
+def _cached(content: bytes, subtype: str) -> InlineImage:
+    """The image of these bytes, built (and base64-encoded) once per process."""
     digest = hashlib.sha256(content).hexdigest()
     image = _BY_CONTENT.get(digest)
     return image if image is not None else _remember(_BY_CONTENT, digest,

@@ -154,6 +154,32 @@ def test_empty_selections_and_size_are_checked_before_anything_is_sent(smtp, jou
         mailnb.send(_campaign(1, None, empty="maybe"), relay, journal=journal, progress=None)
 
 
+def test_a_row_callable_s_table_is_true_when_it_has_rows_and_a_drawn_chart_keeps_its_width(
+        smtp, journal):
+    tpl = Template("s", text="{% if mine %}rows{% else %}none{% endif %}",
+                   html="<p>{% if mine %}rows{% else %}none{% endif %}</p>"
+                        "{{ trend | chart(alt='Trend', key=region, width=120) }}")
+    sales = _sales()
+    people = pd.DataFrame({"email": ["a@example.com", "b@example.com"],
+                           "region": ["North", "Nowhere"]})
+
+    def trend(row):
+        fig = matplotlib.figure.Figure(figsize=(3, 2))
+        fig.subplots().plot([1, 2, 3])
+        return fig
+
+    c = mailnb.Campaign("truth", mailnb.Audience(people), tpl, from_addr="s@example.org",
+                        data={"mine": lambda row: sales[sales["region"] == row["region"]],
+                              "trend": trend})
+    mailnb.send(c, mailnb.Relay("127.0.0.1", smtp.port, security="none"), journal=journal,
+                progress=None)
+    got = {m.rcpt_tos[0]: _parts(m.data) for m in smtp.recorder.messages}
+    assert got["a@example.com"][1].startswith("rows") and "none" in got["b@example.com"][1]
+    img = re.search(r"<img[^>]*>", got["a@example.com"][2]).group(0)
+    assert 'width="120"' in img and "data-mailnb" not in img      # drawn later, sized as asked
+    assert re.search(r'height="\d+"', img)
+
+
 def test_a_chart_without_alt_text_is_a_warning(tmp_path):
     fig = matplotlib.figure.Figure(figsize=(1, 1))
     tpl = Template("s", text="see the chart", html="<p>Here is the chart of the month for you "
