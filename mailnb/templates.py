@@ -114,7 +114,7 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-def _text_with_tables(markup: str, tables: Any) -> str:
+def _text_with_tables(markup: str, tables: list[tuple[str, str]]) -> str:
     """The text made from HTML, its report tables as the aligned text tables of the same
     figures (not one cell a line)."""
     marks = {}
@@ -409,9 +409,7 @@ class Template:
         found = ctx[embeds.SLOT] = embeds.Collected()
         out = self._render_parts(ctx, values, row_id)
         _check_header_fields(out, row_id)
-        if "text" not in out and found.tables:      # the text made from HTML: aligned tables
-            out = {**out, "_tables": found.tables}
-        text, markup = self._assemble(out, default_footer, default_footer_html)
+        text, markup = self._assemble(out, default_footer, default_footer_html, found.tables)
         images = list(found.images.values())
         if markup is not None and images:            # only the images the final HTML shows
             images = [i for i in images if f"cid:{i.cid}" in markup]
@@ -466,8 +464,10 @@ class Template:
                                 field=name, row=row_id) from None
 
     def _assemble(self, out: dict[str, str], default_footer: str | None,
-                  default_footer_html: str | None) -> tuple[str | None, str | None]:
-        """The text and HTML bodies with the footer, CSS inlined, a text part made from HTML."""
+                  default_footer_html: str | None, tables: list[tuple[str, str]] = ()
+                  ) -> tuple[str | None, str | None]:
+        """The text and HTML bodies with the footer, CSS inlined, a text part made from HTML
+        (its report ``tables``, (html, text) pairs, as aligned text)."""
         text, markup = out.get("text"), out.get("html")
         footer = out.get("footer", default_footer)
         footer_html = out.get("footer_html", default_footer_html)
@@ -478,7 +478,7 @@ class Template:
         if markup is not None and self.css == "inline":
             markup = inline_css(markup)
         if markup is not None and text is None:
-            text = _text_with_tables(out["html"], out.get("_tables", ()))
+            text = _text_with_tables(out["html"], tables)
         if footer:
             if text is not None:
                 text = text.rstrip("\n") + "\n\n" + footer.strip("\n") + "\n"
