@@ -22,8 +22,8 @@ from .files import open_private
 from .journal import open_journal
 from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
 from .privacy import forgotten
-from .recipients import (Audience, Blocklist, Suppressions, Unsubscribes, address_key,
-                         csv_lines, read_table)
+from .recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
+                         address_key, csv_lines, read_table)
 from .sender import Campaign, send, send_test
 from .settings import PROFILE_KEYS_HELP, Profile, Relay
 from .templates import Template
@@ -360,25 +360,17 @@ class Job:
             self.journal_obj.close()
 
 
-_TABLE_FILES = (".csv", ".tsv", ".txt", ".xlsx", ".xls", ".parquet", ".pq")
+_TABLE_FILES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".parquet", ".pq")
 
 
 def _data_value(name: str, value: Any) -> Any:
-    """A table file read into a DataFrame; anything else (an image's path, a DataFrame, a
-    callable) as it is."""
+    """A table file read into a DataFrame (numbers kept as numbers); anything else (an image's
+    path, a DataFrame, a callable) as it is."""
     if isinstance(value, (str, Path)) and str(value).lower().endswith(_TABLE_FILES):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"data {name}: {str(value)!r} is no file; check the path")
-        suffix = path.suffix.lower()
-        try:                # numbers stay numbers here (recipients' columns are read as text)
-            if suffix in (".parquet", ".pq"):
-                return pd.read_parquet(path)
-            if suffix in (".xlsx", ".xls"):
-                return pd.read_excel(path)
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        except Exception as err:
-            raise ConfigError(f"data {name}: cannot read {str(path)!r}: {err}") from None
+        try:
+            return read_table(value, text=False, what=f"data {name}: the file")
+        except RecipientError as err:
+            raise ConfigError(str(err)) from None
     return value
 
 

@@ -440,21 +440,24 @@ def detect_encoding(path: Any, sample: int = 1 << 20) -> str:
     return best.encoding if best is not None else "latin-1"
 
 
-def read_table(path: Any, *, encoding: str | None = None, **options: Any) -> pd.DataFrame:
+def read_table(path: Any, *, encoding: str | None = None, text: bool = True,
+               what: str = "recipients file", **options: Any) -> pd.DataFrame:
     """Read recipients from CSV, TSV, Excel (.xlsx, .xls) or Parquet, by the file's extension.
-    Every column is read as text (so ZIP codes and IDs keep their leading zeros). A text file's
-    encoding is detected unless given (``encoding="latin-1"``). Every error names the file."""
+    Every column is read as text (so ZIP codes and IDs keep their leading zeros) unless
+    ``text=False`` (a report's data: numbers stay numbers). A text file's encoding is detected
+    unless given (``encoding="latin-1"``). Every error names the file, as ``what``."""
     p = Path(path).expanduser()
+    nobody = ": there is nobody to send to" if what == "recipients file" else ""
     if not p.is_file():
-        raise RecipientError(f"recipients file {str(p)!r} does not exist")
+        raise RecipientError(f"{what} {str(p)!r} does not exist")
     if p.stat().st_size == 0:
-        raise RecipientError(f"recipients file {p} is empty: there is nobody to send to")
+        raise RecipientError(f"{what} {p} is empty{nobody}")
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".parquet", ".pq"):
         raise RecipientError(f"{p.name}: unknown file type {suffix!r}; use .csv, .tsv, .xlsx or "
                              ".parquet")
     try:
-        df = _read(p, suffix, encoding, options)
+        df = _read(p, suffix, encoding, options, str if text else None)
     except ImportError as err:
         extra = "mailnb[excel]" if suffix.startswith(".xls") else "pyarrow"
         raise RecipientError(f"reading {p.name} needs an extra package ({err.name or err}): "
@@ -466,25 +469,25 @@ def read_table(path: Any, *, encoding: str | None = None, **options: Any) -> pd.
     except LookupError as err:
         raise RecipientError(f"{p}: {err}; name an encoding such as utf-8 or latin-1") from None
     except pd.errors.EmptyDataError:
-        raise RecipientError(f"recipients file {p} has no columns: it is empty") from None
+        raise RecipientError(f"{what} {p} has no columns: it is empty") from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise RecipientError(f"recipients file {p} cannot be read: {err}") from None
+        raise RecipientError(f"{what} {p} cannot be read: {err}") from None
     if df.empty:
-        raise RecipientError(f"recipients file {p} has a header but no rows: there is nobody "
-                             "to send to")
+        raise RecipientError(f"{what} {p} has a header but no rows{nobody}")
     return df
 
 
-def _read(p: Path, suffix: str, encoding: str | None, options: dict[str, Any]) -> pd.DataFrame:
+def _read(p: Path, suffix: str, encoding: str | None, options: dict[str, Any],
+          dtype: Any) -> pd.DataFrame:
     if suffix in (".csv", ".txt", ".tsv"):
         enc = encoding or detect_encoding(p)
         sep = "\t" if suffix == ".tsv" else options.pop("sep", ",")
-        df = pd.read_csv(p, sep=sep, dtype=str, encoding=enc, **options)
+        df = pd.read_csv(p, sep=sep, dtype=dtype, encoding=enc, **options)
         df.attrs["source"] = {"path": str(p), "encoding": enc, "sep": sep}
         return df
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(p, **options)
-    return pd.read_excel(p, dtype=str, **options)
+    return pd.read_excel(p, dtype=dtype, **options)
 
 
 def csv_lines(frame: pd.DataFrame) -> dict[Any, int]:
