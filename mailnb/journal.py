@@ -464,8 +464,8 @@ class SQLiteJournal(Journal):
             return self.db.total_changes - before
 
     def recover(self, campaign: str, run_id: str) -> int:
-        """After runs that are no longer alive (ended, no heartbeat for :data:`STALE_AFTER`
-        seconds, or their process gone): their ``sending`` rows become ``unknown`` (the relay
+        """After runs that are no longer alive (ended, their lease run out, or their process on
+        this host gone: :meth:`_dead`): their ``sending`` rows become ``unknown`` (the relay
         may have them), their ``claimed`` rows ``pending`` again (never handed to the relay).
         Returns how many became unknown."""
         now = time.time()

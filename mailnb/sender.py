@@ -770,6 +770,7 @@ async def _beat(run: _Run) -> None:
         except JournalError:
             pass                 # the workers meet the same error and stop the run
 
+
 async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
                 progress: Progress | None) -> None:
     if plan.due or (opts.wait and plan.later):
