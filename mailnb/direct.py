@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from typing import Any
 
 from .dnscheck import resolver
 from .settings import Direct, Relay
-from .transports import Delivery, SMTPConnection
+from .transports import Delivery, Handover, SMTPConnection
 
 PORT_ENV = "MAILNB_DIRECT_PORT"
 #: per event loop (a run), per destination domain: the connections allowed at once
@@ -92,8 +93,8 @@ class DirectConnection:
                 timeout=self.direct.timeout), None)
         return self.conns[host]
 
-    async def send(self, sender: str, recipient: str, data: bytes, *,
-                   smtputf8: bool = False) -> Delivery:
+    async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
+                   handover: Handover | None = None) -> Delivery | None:
         domain = recipient.rpartition("@")[2].lower()
         if domain not in self.hosts:
             self.hosts[domain] = await asyncio.to_thread(mail_hosts, domain,
@@ -105,15 +106,26 @@ class DirectConnection:
                 return Delivery("retry", None, hosts)
             return Delivery("failed", None, hosts)
         async with self._limit(domain):
-            return await self._deliver(hosts, sender, recipient, data, smtputf8)
+            return await self._deliver(hosts, sender, recipient, data, smtputf8, handover)
 
     async def _deliver(self, hosts: list[str], sender: str, recipient: str, data: bytes,
-                       smtputf8: bool) -> Delivery:
+                       smtputf8: bool, handover: Handover | None) -> Delivery | None:
         """The first MX that takes the message's transaction; the next one when a host cannot
-        be reached or turns the connection away (421)."""
+        be reached or turns the connection away (421) before the message's content was handed
+        to it (after that the host may have it: no second host gets it)."""
         last: Delivery | None = None
+        handed = False
+
+        async def once() -> tuple[bool, Any]:
+            nonlocal handed
+            handed = True
+            return await handover() if handover is not None else (True, None)
+
         for host in hosts:
-            result = await self._conn(host).send(sender, recipient, data, smtputf8=smtputf8)
+            result = await self._conn(host).send(sender, recipient, data, smtputf8=smtputf8,
+                                                 handover=once)
+            if result is None or handed:
+                return result
             unreachable = result.status == "retry" and (result.code in (None, 421))
             if not unreachable:
                 return result

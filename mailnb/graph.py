@@ -16,7 +16,7 @@ from urllib.parse import quote
 from .errors import AuthenticationError, RelayError
 from .oauth import access_token
 from .settings import Graph, Secret
-from .transports import Delivery
+from .transports import Delivery, Handover
 
 #: what Graph's answers mean for a message (https://learn.microsoft.com/graph/errors)
 RETRY = {429, 500, 502, 503, 504}
@@ -54,11 +54,13 @@ class GraphConnection:
                                  headers={"Authorization": f"Bearer {self.token.reveal()}",
                                           "Content-Type": "text/plain"})
 
-    async def send(self, sender: str, recipient: str, data: bytes, *,
-                   smtputf8: bool = False) -> Delivery:
+    async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
+                   handover: Handover | None = None) -> Delivery | None:
         """Post one message. The recipient is the message's To header (Graph reads the MIME)."""
         if self.session is None or self.token is None:
             await self.open()
+        if handover is not None and not (await handover())[0]:
+            return None
         for attempt in (1, 2):
             try:
                 resp = await asyncio.to_thread(self._post, data)

@@ -1,14 +1,17 @@
 """The journal: every recipient's state in every campaign, so any run can resume without duplicates.
 
-States: ``pending`` (not tried yet), ``claimed`` (taken by a run, waiting for its send slot: never
-handed to the relay, so it returns to ``pending`` if that run dies), ``sending`` (in flight), ``sent``, ``failed`` (permanent 5xx),
+States: ``pending`` (not tried yet), ``claimed`` (taken by a run, its content not yet handed to the
+relay, so it returns to ``pending`` if that run dies), ``sending`` (in flight), ``sent``, ``failed``
+(permanent 5xx),
 ``deferred`` (temporary failures past the retry limit; tried again by the next run), ``skipped``, and
 ``unknown`` (in flight when a run died: the relay may or may not have it; not resent unless asked),
 and ``bounced`` (the relay took it, then a bounce came back for it).
 
-A state is written before a message leaves (``sending``) and after its reply, each in its own
-transaction, so a crash loses at most the knowledge of the messages in flight. The ``events`` table
-keeps every outcome with its time: the audit trail of who got what, when.
+A row becomes ``sending`` in the transaction committed just before the message's end of data is
+handed to the relay, and takes its outcome after the reply; the sender groups the writes of all its
+connections into one transaction a turn (:mod:`mailnb.commits`). So a crash leaves ``unknown`` only
+messages whose content may have reached the relay, and loses at most the outcomes just answered.
+The ``events`` table keeps every outcome with its time: the audit trail of who got what, when.
 
 :class:`Journal` is the interface the sender uses; :class:`SQLiteJournal` the default (one file, WAL
 mode). A shared backend (PostgreSQL, several workers claiming rows) can implement the same methods.
@@ -63,6 +66,20 @@ class Cap:
 
     account: str
     limit: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A write for :meth:`Journal.apply`: move the row ``key`` to ``to`` if it is in one of
+    ``claimable`` (a ``claimed`` row only by the run holding it) and, with ``cap``, while the
+    account's daily cap allows one more message in flight."""
+
+    campaign: str
+    key: str
+    run_id: str
+    claimable: tuple[str, ...]
+    to: str = "claimed"
+    cap: Cap | None = None
 
 
 def default_path() -> Path:
@@ -120,14 +137,12 @@ class Journal(ABC):
                reply: str | None = None, message_id: str | None = None,
                account: str | None = None, attempt: bool = True) -> None: ...
 
-    def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
-                    outcome: dict[str, Any] | None, *, to: str = "sending",
-                    cap: Cap | None = None) -> bool:
-        """Record the previous message's ``outcome`` (``record``'s arguments) and claim the next
-        one; a backend may do both in one transaction."""
-        if outcome:
-            self.record(**outcome)
-        return self.claim(campaign, key, run_id, claimable, to=to, cap=cap)
+    def apply(self, writes: Sequence[dict[str, Any] | Claim]) -> list[bool]:
+        """Several writes in order, each an outcome (``record``'s arguments) or a
+        :class:`Claim`; a backend may do them in one transaction (a group commit). For each,
+        whether it took effect (an outcome always does)."""
+        return [self.claim(w.campaign, w.key, w.run_id, w.claimable, to=w.to, cap=w.cap)
+                if isinstance(w, Claim) else self.record(**w) or True for w in writes]
 
     # -- what several runs sharing one campaign need -------------------------------------------------
     @abstractmethod
@@ -533,7 +548,7 @@ class SQLiteJournal(Journal):
         claimed it. With ``cap``, only while the relay account's messages sent in the last 24
         hours and in flight (by every worker) are fewer than the cap. False if another run took
         it, it is done, or the cap is full."""
-        return self.claim_after(campaign, key, run_id, claimable, None, to=to, cap=cap)
+        return self.apply([Claim(campaign, key, run_id, tuple(claimable), to, cap)])[0]
 
     def _lock_account(self, account: str) -> None:
         """Serialise the claims that count toward one account's daily cap (SQLite's write lock
@@ -635,25 +650,23 @@ class SQLiteJournal(Journal):
             "account) VALUES (?,?,?,?,?,?,?,?,?)",
             (now, campaign, key, run_id, status, code, reply, message_id, account))
 
-    def claim_after(self, campaign: str, key: str, run_id: str, claimable: Sequence[str],
-                    outcome: dict[str, Any] | None, *, to: str = "sending",
-                    cap: Cap | None = None) -> bool:
-        """The previous message's outcome and the next claim (:meth:`claim`) in one transaction
-        (one commit a message instead of two)."""
-        if not outcome and cap is None:
-            claimed = self._claim(campaign, key, run_id, claimable, to)
-        else:
-            with self.db:
-                self.db.execute("BEGIN")
-                if cap is not None:
-                    # the account's lock before any row lock: a worker waiting for it holds no
-                    # row another worker's claim may have to wait for (no deadlock)
-                    self._lock_account(cap.account)
-                if outcome:
-                    self._record(**outcome)
-                claimed = self._claim(campaign, key, run_id, claimable, to, cap)
-        self.heartbeat(run_id)
-        return claimed
+    def apply(self, writes: Sequence[dict[str, Any] | Claim]) -> list[bool]:
+        """The writes of every connection in one transaction (a group commit): the outcomes
+        answered and the claims due since the last one, in the order given."""
+        if not writes:
+            return []
+        caps = sorted({w.cap.account for w in writes if isinstance(w, Claim) and w.cap})
+        with self.db:
+            self.db.execute("BEGIN")
+            for account in caps:
+                # the account's lock before any row lock: a worker waiting for it holds no
+                # row another worker's claim may have to wait for (no deadlock)
+                self._lock_account(account)
+            done = [self._claim(w.campaign, w.key, w.run_id, w.claimable, w.to, w.cap)
+                    if isinstance(w, Claim) else self._record(**w) or True for w in writes]
+        for run_id in {w.run_id if isinstance(w, Claim) else w["run_id"] for w in writes}:
+            self.heartbeat(run_id)
+        return done
 
     def sent_since(self, account: str, since: float) -> int:
         (n,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND account = ? "

@@ -271,6 +271,12 @@ class Pacer:
         self.count += 1
         return slot
 
+    def due_now(self) -> bool:
+        """Whether the next slot is now: no rate, no blocks, no hold, the window open."""
+        return not self.interval and not self.block_size and \
+            (self.next_slot is None or self.next_slot <= self.clock()) and \
+            (self.window is None or self.window.is_open(self.wall()))
+
     async def wait(self, before_sleep: Callable[[], None] | None = None) -> None:
         slot = self.reserve()
         delay = slot - self.clock()

@@ -325,7 +325,7 @@ def _retrying(method: Any) -> Any:
 
 
 for _name in ("start_run", "heartbeat", "end_run", "runs", "add_recipients", "recover", "reset",
-              "states", "claim_after", "hold", "others_hold", "record", "release", "in_cap",
+              "states", "apply", "hold", "others_hold", "record", "release", "in_cap",
               "reserve_slot", "sent_since", "sent_times", "cap_frees_at", "find_message",
               "find_recipient", "responded", "history", "unsubscribe", "unsubscribes", "suppress",
               "unsuppress", "suppressions", "suppressed", "bounce_sources", "unsettled_bounces",

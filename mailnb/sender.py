@@ -27,7 +27,8 @@ import pandas as pd
 
 from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
                      RelayError, TemplateError, TLSError, alt, arg, phrase)
-from .journal import HOLD_BATCH, STALE_AFTER, Cap, Journal, encode_row, open_journal
+from .commits import GroupCommit
+from .journal import HOLD_BATCH, STALE_AFTER, Cap, Claim, Journal, encode_row, open_journal
 from .mailbox import pop_login
 from .messages import build_message, list_id
 from .options import SendOptions, signature_of
@@ -42,7 +43,7 @@ from .signing import DKIMKey
 from . import embeds
 from .templates import (CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Rendered, Template,
                         check_rendered)
-from .transports import Backup, Delivery, open_connection
+from .transports import Backup, Delivery, Envelope, open_connection
 from .graph import GraphConnection
 from .unsubscribes import Unsubscribe
 
@@ -268,7 +269,7 @@ class _Run:
         self.limit = _Budget(pacing.limit or math.inf)
         self.password = password
         self.new: Any = None
-        self.held: Iterator[Item] | None = None   # self.new, as held batch by batch (shared)
+        self.holding: Iterator[Item] | None = None   # self.new, held batch by batch (shared)
         self.ahead: Item | None = None      # the next new recipient, looked at but not taken
         self.todo: list[Item] = []          # the plan's recipients, for a second look
         self.taken: set[str] = set()        # the keys this run claimed
@@ -279,7 +280,7 @@ class _Run:
         self.connect_failures = 0
         self.stop_reason: str | None = None
         self.fatal: BaseException | None = None
-        self.lost = 0            # outcomes a failed journal could not take
+        self.commits = GroupCommit(journal)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when a stop is requested."""
@@ -360,9 +361,9 @@ class _Run:
 
     def _next_new(self) -> Item | None:
         """The plan's next new recipient; with a shared journal, only one this run holds."""
-        if self.shared and self.held is None:
-            self.held = self._held(self.new)
-        return next(self.held if self.shared else self.new, None)
+        if self.shared and self.holding is None:
+            self.holding = self._held(self.new)
+        return next(self.holding if self.shared else self.new, None)
 
     def _held(self, items: Iterator[Item]) -> Iterator[Item]:
         """The items of ``items`` this run holds, taken a batch at a time: one statement holds
@@ -379,7 +380,7 @@ class _Run:
                               _claimable(window[0])))
             for it in window:
                 if it.key in held:
-                    self.taken.add(it.key)
+                    self._held_now(it)
                     if it.key in self.passed_over:      # free again after all (a dead run's)
                         self.passed_over.discard(it.key)
                         self.stats.skipped -= 1
@@ -403,7 +404,7 @@ class _Run:
             free = j.states(c.name, only=("pending", "claimed"))
             self.new = iter([it for it in self.todo if it.key in free and
                              it.key not in self.taken])
-            self.held = None
+            self.holding = None
             item = self._next_new()
             if item is not None:
                 self.passes += 1
@@ -433,110 +434,116 @@ class _Run:
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
-        """Send items until there are none. A message's outcome is committed together with the
-        next claim (one transaction a message); it is flushed on its own before any wait, so a
-        crash can only lose the outcome of a message that has just been answered."""
-        j, c = self.journal, self.campaign
-        pending: dict[str, Any] | None = None
-
-        def flush() -> None:
-            nonlocal pending
-            if pending:
-                j.record(**pending)
-                pending = None
-
+        """Send items until there are none: claim (``claimed``), pace, hand over, record. A row
+        becomes ``sending`` only at the handover, just before the message's end of data goes to
+        the relay, so a crash strands no one who was only waiting (they return to pending).
+        Outcomes and claims go to the run's group commit."""
+        nxt: Item | None = None
         try:
             while True:
-                item = await self.next_item(before_wait=flush)
+                item, nxt = nxt or await self.next_item(before_wait=self.commits.flush), None
                 if item is None:
                     return
-                if self.shared and item.attempts:       # a retry; new ones come held
-                    outcome, pending = pending, None
-                    if not self._hold(item, outcome):
-                        continue
-                try:
-                    self.prepare(item)
-                except (TemplateError, OSError) as err:   # e.g. an attachment deleted since
-                    flush()
-                    j.record(c.name, item.key, self.run_id, "failed", reply=str(err),
-                             attempt=False)
-                    self.stats.failed += 1
-                    self.cap.give_back()
+                if not await self._take(item):
                     continue
-                outcome, pending = pending, None
-                claimed = await self._claim(item, outcome)
-                if claimed is None:
-                    return       # stopped before it was sent: it stays pending for the next run
-                if not claimed:
-                    continue
-                item.attempts += 1
-                self.stats.in_flight += 1
-                try:
-                    result = await conn.send(item.envelope_from, item.address, item.data,
-                                             smtputf8=item.smtputf8)
-                except (AuthenticationError, TLSError, RelayError) as err:
-                    j.record(c.name, item.key, self.run_id, "pending", code=err.code,
-                             reply=str(err), attempt=False)
-                    self.fatal = err
-                    self.halt(f"stopped: {err}")
-                    return
-                finally:
-                    self.stats.in_flight -= 1
-                pending = self.handle(item, result)
-                if result.status == "retry":
-                    flush()          # a retry waits: its state must be on disk first
+                if not await self._pace(item):
+                    return       # stopped before it was sent: released to pending at the end
+                nxt = await self._send(conn, item)
         except JournalError as err:  # the disk is full or the file went read-only
-            self.journal_failed(err, pending or getattr(err, "outcome", None))
-            pending = None
+            self.journal_failed(err)
         finally:
-            flush()
             await conn.close()
 
-    async def _claim(self, item: Item, outcome: dict[str, Any] | None) -> bool | None:
-        """Wait for the item's send slot and claim it, recording ``outcome`` (the previous
-        message's) in the same transaction, or before any wait. A row :meth:`_hold` took is
-        claimed from ``claimed``. False if it is not this run's to send (another run has it, or
-        the daily cap is full); None if the run stopped meanwhile."""
-        j, c, box = self.journal, self.campaign, [outcome]
-
-        def flush() -> None:
-            if box[0]:
-                j.record(**box[0])
-                box[0] = None
-
-        claimable = ("claimed",) if self.shared else _claimable(item)   # held by _hold
+    def _prepared(self, item: Item) -> bool:
+        """Render the item's message; a failure (e.g. an attachment deleted since the
+        preflight) is its outcome."""
         try:
-            await self.pacer.wait(before_sleep=flush)
-            if self.stop.is_set() and item.attempts == 0:
-                flush()
-                self.cap.give_back()
-                return None
-            if j.claim_after(c.name, item.key, self.run_id, claimable, box[0],
-                             cap=self.cap_rule):
-                self.taken.add(item.key)
-                return True
-            box[0] = None
-        except JournalError as err:
-            err.outcome = box[0]             # for the journal's reserve (journal_failed)
-            raise
-        return self._not_claimed(item, taken=self.cap_rule is None or
-                                 j.in_cap(self.cap_rule.account) < self.cap_rule.limit)
-
-    def _hold(self, item: Item, outcome: dict[str, Any] | None) -> bool:
-        """Hold the item's row for this run (``claimed``: never handed to the relay, so it
-        returns to pending if the run dies), recording ``outcome`` in the same transaction."""
-        try:
-            held = self.journal.claim_after(self.campaign.name, item.key, self.run_id,
-                                            _claimable(item), outcome, to="claimed")
-        except JournalError as err:
-            err.outcome = outcome            # for the journal's reserve (journal_failed)
-            raise
-        if held:
-            self.taken.add(item.key)
+            self.prepare(item)
             return True
-        return self._not_claimed(item, taken=True)
+        except (TemplateError, OSError) as err:
+            self.commits.later(dict(campaign=self.campaign.name, key=item.key, run_id=self.run_id,
+                                    status="failed", reply=str(err), attempt=False))
+            self.stats.failed += 1
+            self.cap.give_back()
+            return False
+
+    async def _take(self, item: Item) -> bool:
+        """Render the item and hold its row for this run (``claimed``: never handed to the
+        relay, so it returns to pending if the run dies). False if another run has it."""
+        if not self._prepared(item):
+            return False
+        if item.held:
+            return True
+        (held,) = await self.commits.claim(self._claim(item))
+        return self._held_now(item) if held else self._not_claimed(item, taken=True)
+
+    def _claim(self, item: Item, to: str = "claimed") -> Claim:
+        c = self.campaign.name
+        if to == "sending":      # only from this run's hold; the daily cap counts it from here
+            return Claim(c, item.key, self.run_id, ("claimed",), to, self.cap_rule)
+        return Claim(c, item.key, self.run_id, _claimable(item), to)
+
+    def _held_now(self, item: Item) -> bool:
+        item.held = True
+        self.taken.add(item.key)
+        return True
+
+    async def _pace(self, item: Item) -> bool:
+        """Wait for the item's send slot; False if the run stopped meanwhile."""
+        await self.pacer.wait(before_sleep=self.commits.flush)
+        if self.stop.is_set() and item.attempts == 0:
+            self.cap.give_back()
+            return False
+        return True
+
+    async def _send(self, conn: Any, item: Item) -> Item | None:
+        """Hand the item to the relay and record the outcome; the next item, if its envelope
+        went out with this one's end of data (pipelining)."""
+        handover = _Handover(self, conn, item)
+        item.attempts += 1
+        self.stats.in_flight += 1
+        try:
+            result = await conn.send(item.envelope_from, item.address, item.data,
+                                     smtputf8=item.smtputf8, handover=handover)
+        except (AuthenticationError, TLSError, RelayError) as err:
+            item.held = False
+            self.commits.later(dict(campaign=self.campaign.name, key=item.key,
+                                    run_id=self.run_id, status="pending", code=err.code,
+                                    reply=str(err), attempt=False))
+            self.fatal = err
+            self.halt(f"stopped: {err}")
+            return None
+        finally:
+            self.stats.in_flight -= 1
+        if result is None:              # its row was not this run's to send after all
+            item.attempts -= 1
+            self._not_claimed(item, taken=self.cap_rule is None or self.journal.in_cap(
+                self.cap_rule.account) < self.cap_rule.limit)
+            return handover.next
+        self.commits.later(self.handle(item, result))
+        return handover.next
+
+    def _look_ahead(self, conn: Any) -> Item | None:
+        """The next item, rendered, if it is due now and its envelope can go out with the end
+        of data of the message at hand (a pipelining relay, no pacing, nothing to wait for)."""
+        if not getattr(conn, "pipelines", False) or self.stop.is_set() or \
+                not self.pacer.due_now():
+            return None
+        if self.retry_heap and self.retry_heap[0][0] <= time.monotonic():
+            item = heapq.heappop(self.retry_heap)[2]
+        elif self.new is None or self.limit.left <= 0 or self.cap.left <= 0:
+            return None
+        else:
+            self.ahead = self.ahead or self._next_new()
+            if self.ahead is None:
+                return None      # the end of the plan: next_item looks again
+            item, self.ahead = self.ahead, None
+            self.limit.take()
+            self.cap.take()
+        return item if self._prepared(item) else None
 
     def _not_claimed(self, item: Item, taken: bool) -> bool:
+        item.held = False
         self.cap.give_back()
         if taken:
             self.stats.skipped += 1          # another run took it meanwhile
@@ -546,16 +553,11 @@ class _Run:
                 self.ahead = item            # it stays next, for when the cap frees
         return False
 
-    def journal_failed(self, err: JournalError, pending: dict[str, Any] | None) -> None:
-        """Stop every worker; the outcome not yet written gets the journal's reserve."""
+    def journal_failed(self, err: JournalError) -> None:
+        """Stop every worker (the group commit gave its outcomes to the journal's reserve)."""
         if self.fatal is None:
             self.fatal = err
         self.halt(f"stopped: {err}")
-        if pending:
-            try:
-                self.journal.rescue(pending)
-            except JournalError:      # it stays 'sending': the next run marks it unknown
-                self.lost += 1
 
     def handle(self, item: Item, result: Delivery) -> dict[str, Any]:
         """Count the outcome and return what the journal must record for it."""
@@ -563,6 +565,7 @@ class _Run:
         account = self.relay.account
         outcome = dict(campaign=c.name, key=item.key, run_id=self.run_id, code=result.code,
                        reply=result.reply, message_id=item.message_id, account=account)
+        item.held = False
         if result.status == "sent":
             self.connect_failures = 0
             s.sent += 1
@@ -603,6 +606,39 @@ class _Run:
             self.halt(f"relay unavailable: {result.reply}")
         return {**outcome, "status": "deferred"}
 
+
+
+class _Handover:
+    """Called by the connection just before the item's end of data goes to the relay: in one
+    group commit, the item's row becomes ``sending`` (if it is still this run's, and the daily
+    cap has room) and the next item is claimed, so that its envelope can go out in the same
+    write. Called again (another MX host after an unreachable one) it only says go."""
+
+    def __init__(self, run: _Run, conn: Any, item: Item) -> None:
+        self.run, self.conn, self.item = run, conn, item
+        self.next: Item | None = None
+        self.called = False
+
+    async def __call__(self) -> tuple[bool, Envelope | None]:
+        if self.called:
+            return True, None
+        self.called = True
+        run = self.run
+        nxt = run._look_ahead(self.conn)
+        claims = [run._claim(self.item, "sending")]
+        if nxt is not None and not nxt.held:
+            claims.append(run._claim(nxt))
+        done = await run.commits.claim(*claims)
+        if nxt is not None and (nxt.held or done[-1]):
+            run._held_now(nxt)
+            self.next = nxt
+        elif nxt is not None:
+            run._not_claimed(nxt, taken=True)
+        if not done[0]:
+            return False, None
+        return True, None if self.next is None else Envelope(
+            self.next.envelope_from or "", self.next.address, self.next.data or b"",
+            self.next.smtputf8)
 
 
 def build(c: Campaign, item: Item, *, subject_prefix: str = "") -> tuple[bytes, str, Any]:
@@ -789,9 +825,14 @@ async def _work(run: _Run, conns: list[Any], plan: Plan, opts: SendOptions,
     finally:
         for t in tickers:
             t.cancel()
+        try:
+            run.commits.flush()
+        except JournalError as err:
+            run.journal_failed(err)
     if isinstance(run.fatal, JournalError):
-        lost = (f"; the outcome of {run.lost} message(s) could not be written: they count as "
-                "'unknown' and are not resent" if run.lost else ", each outcome recorded")
+        n = run.commits.lost
+        lost = (f"; the outcome of {n} message(s) could not be written: they count as "
+                "'unknown' and are not resent" if n else ", each outcome recorded")
         raise JournalError(f"{run.fatal} This run sent {run.stats.sent} message(s){lost}.",
                            disk_full=run.fatal.disk_full) from None
     if run.fatal is not None:
@@ -837,14 +878,25 @@ async def _run(campaign: Campaign, relay: Relay | Pickup, j: Journal, plan: Plan
     finally:
         for c in conns:
             await c.close()
-        if opts.requeue_errors:
-            j.reset(campaign.name, ("failed", "deferred"))
-        j.release(campaign.name, run_id)
         summary = _summary(run, stop, recovered)
-        j.end_run(run_id, summary)
+        _close_run(j, campaign, run, summary, opts.requeue_errors)
         if progress is not None:
             progress.refresh(final=True)
     return _finish(campaign, j, plan, run_id, summary, pacing)
+
+
+def _close_run(j: Journal, campaign: Campaign, run: _Run, summary: dict[str, Any],
+               requeue: bool) -> None:
+    """Return the rows this run holds to pending and record its end. After the journal failed
+    (a full disk) this may fail too: the next run does the same for a run that has ended."""
+    try:
+        if requeue:
+            j.reset(campaign.name, ("failed", "deferred"))
+        j.release(campaign.name, run.run_id)
+        j.end_run(run.run_id, summary)
+    except JournalError:
+        if not isinstance(run.fatal, JournalError):
+            raise
 
 
 # -- stage 5: the summary --------------------------------------------------------------------------

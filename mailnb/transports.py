@@ -13,6 +13,7 @@ import os
 import re
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,22 @@ class Delivery:
     @property
     def ok(self) -> bool:
         return self.status == "sent"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message a transport may start early (its MAIL, RCPT and DATA pipelined behind the
+    message before it)."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    smtputf8: bool = False
+
+
+#: called by a transport just before a message's end of data is handed to the relay: whether to
+#: send it after all, and a next message whose envelope may go out with it
+Handover = Callable[[], Awaitable[tuple[bool, "Envelope | None"]]]
 
 
 def tls_context(relay: Relay) -> ssl.SSLContext:
@@ -189,6 +206,8 @@ class SMTPConnection:
         self.extensions: set[str] = set()
         self.steps: list[tuple[str, bool, str]] = []
         self.secrets: list[Secret] = []        # access tokens: scrubbed from every message
+        self.ready: tuple[str, str] | None = None  # a message the relay waits for (354 given)
+        self.refused: tuple[Any, ...] | None = None  # a pipelined envelope's refusal, for its send
 
     @property
     def where(self) -> str:
@@ -326,10 +345,11 @@ class SMTPConnection:
 
     async def close(self) -> None:
         pipe, self.smtp = self.smtp, None
+        ready, self.ready, self.refused = self.ready, None, None
         if pipe is None:
             return
         try:
-            if pipe.lost is None:
+            if pipe.lost is None and ready is None:     # mid-DATA a QUIT would be content
                 await pipe.write(b"QUIT\r\n")
                 await pipe.read(min(self.relay.timeout, 5))
         except Exception:
@@ -341,14 +361,59 @@ class SMTPConnection:
         if self.smtp is not None:
             self.smtp.close()
         self.smtp = None
+        self.ready = self.refused = None
 
-    async def send(self, sender: str, recipient: str, data: bytes, *,
-                   smtputf8: bool = False) -> Delivery:
+    @property
+    def pipelines(self) -> bool:
+        """Whether the next message's envelope can go out with this one's end of data."""
+        return self.is_open and "pipelining" in self.extensions
+
+    async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
+                   handover: Handover | None = None) -> Delivery | None:
         """Send one message to one recipient. Opens the connection if needed. Raises RelayError
-        only for what must stop the run; everything else is a Delivery. With PIPELINING, MAIL,
-        RCPT and DATA go in one write: two round trips a message instead of four."""
-        if not self.is_open:
-            self._drop()
+        only for what must stop the run; everything else is a Delivery, or None when
+        ``handover`` said not to send it after all.
+
+        With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write, and once the relay has
+        taken a connection's first message, the next one's MAIL, RCPT and DATA go in the same
+        write as this one's end of data (RFC 2920 3.1 lets message content open a group): one
+        round trip a message."""
+        refused, self.refused = self.refused, None
+        if refused is not None and refused[0] == (sender, recipient):
+            return await self._refused(self.smtp, *refused[1:], sender)  # type: ignore[arg-type]
+        if self.ready != (sender, recipient):
+            started = await self._start(sender, recipient, data, smtputf8)
+            if started is not None:
+                return started
+        self.ready = None
+        pipe = self.smtp
+        assert pipe is not None
+        go, then = await handover() if handover is not None else (True, None)
+        if not go:
+            self._drop()             # mid-DATA: only closing the connection abandons it
+            return None
+        group = self._then(then) if then is not None and self.pipelines else b""
+        # dot-stuffing (RFC 5321 4.5.2), skipped when no line starts with a dot
+        body = _DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        try:
+            await pipe.write(body + b".\r\n" + group)
+            code, text = await pipe.read(self.relay.timeout)
+        except (OSError, asyncio.TimeoutError, ConnectionError) as err:
+            return self._lost(err)
+        result = self._reply(code, text) if code != 250 else \
+            Delivery("sent", code, f"{code} {text}")
+        if group and self.is_open:
+            await self._pipelined(then)     # type: ignore[arg-type]
+        return result
+
+    async def _start(self, sender: str, recipient: str, data: bytes,
+                     smtputf8: bool) -> Delivery | None:
+        """MAIL, RCPT and DATA, on a connection opened if need be; None once the relay waits for
+        the content (354), else what became of the message."""
+        if self.ready is not None or not self.is_open:
+            self._drop()            # a transaction begun for another message is abandoned
             try:
                 await self.open()
             except (AuthenticationError, TLSError):
@@ -362,27 +427,44 @@ class SMTPConnection:
             return params
         mail = f"MAIL FROM:<{sender}>{params}\r\n".encode()
         rcpt = f"RCPT TO:<{recipient}>\r\n".encode()
-        timeout = self.relay.timeout
         try:
-            replies = await self._envelope(pipe, mail, rcpt, timeout)
-            for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
-                if code not in _ACCEPTED[step]:
-                    return await self._refused(pipe, step, code, text, sender)
-            # dot-stuffing (RFC 5321 4.5.2), skipped when no line starts with a dot
-            body = _DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
-            if not body.endswith(b"\r\n"):
-                body += b"\r\n"
-            await pipe.write(body + b".\r\n")
-            code, text = await pipe.read(timeout)
-        except RelayError:
-            raise
+            replies = await self._envelope(pipe, mail, rcpt, self.relay.timeout)
         except (OSError, asyncio.TimeoutError, ConnectionError) as err:
+            return self._lost(err)
+        for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
+            if code not in _ACCEPTED[step]:
+                return await self._refused(pipe, step, code, text, sender)
+        return None
+
+    def _then(self, then: Envelope) -> bytes:
+        """The next message's MAIL, RCPT and DATA, to go with this one's end of data; nothing
+        when it cannot be sent at all (its own send says why)."""
+        params = self._params(then.sender, then.recipient, then.data, then.smtputf8)
+        if isinstance(params, Delivery):
+            return b""
+        return (f"MAIL FROM:<{then.sender}>{params}\r\nRCPT TO:<{then.recipient}>\r\n"
+                f"DATA\r\n").encode()
+
+    async def _pipelined(self, then: Envelope) -> None:
+        """Read the replies to the next message's envelope: it is ready (354), or refused (its
+        send handles the refusal), or the connection is dropped (its send opens a new one)."""
+        pipe = self.smtp
+        assert pipe is not None
+        try:
+            replies = [await pipe.read(self.relay.timeout) for _ in range(3)]
+        except (OSError, asyncio.TimeoutError, ConnectionError):
             self._drop()
-            what = "no reply in time" if isinstance(err, asyncio.TimeoutError) else str(err)
-            return Delivery("retry", None, f"connection to {self.where} lost: {what}")
-        if code != 250:
-            return self._reply(code, text)
-        return Delivery("sent", code, f"{code} {text}")
+            return
+        for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
+            if code not in _ACCEPTED[step]:
+                self.refused = ((then.sender, then.recipient), step, code, text)
+                return
+        self.ready = (then.sender, then.recipient)
+
+    def _lost(self, err: BaseException) -> Delivery:
+        self._drop()
+        what = "no reply in time" if isinstance(err, asyncio.TimeoutError) else str(err)
+        return Delivery("retry", None, f"connection to {self.where} lost: {what}")
 
     def _params(self, sender: str, recipient: str, data: bytes,
                 smtputf8: bool) -> str | Delivery:
@@ -464,8 +546,10 @@ class PickupConnection:
     async def close(self) -> None:
         pass
 
-    async def send(self, sender: str, recipient: str, data: bytes, *,
-                   smtputf8: bool = False) -> Delivery:
+    async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
+                   handover: Handover | None = None) -> Delivery | None:
+        if handover is not None and not (await handover())[0]:
+            return None
         path = unique_path(self.folder / f"{time.time_ns()}-{safe_name(recipient)}.eml")
         write_atomic(path, data)
         return Delivery("sent", None, f"written to {path}")
