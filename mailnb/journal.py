@@ -382,10 +382,10 @@ class SQLiteJournal(Journal):
 
     def _migrate(self) -> None:
         """Create the tables, or bring an older journal's up to :data:`SCHEMA_VERSION`."""
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         with self.db:
             self.db.execute(self.begin_write)
             self._lock_schema()
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             (have,) = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
             have = have or 0
             if have > SCHEMA_VERSION:

@@ -247,8 +247,10 @@ class PostgresJournal(SQLiteJournal):
                 f"URL in a notebook. Or use a file: {arg('journal', 'journal.sqlite')}")
 
     def _lock_schema(self) -> None:
-        # several workers starting at once: one migrates, the others wait and find it done
-        self.db.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+        # several workers starting at once: one migrates, the others wait and find it done. A
+        # lock of its own, taken before any CREATE TABLE IF NOT EXISTS: two of those at once can
+        # fail with "duplicate key value violates unique constraint pg_type_typname_nsp_index"
+        self.db.execute("SELECT pg_advisory_xact_lock(hashtext('mailnb schema'))")
 
     def _lock_account(self, account: str) -> None:
         self.db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"mailnb cap {account}",))
