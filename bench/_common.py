@@ -82,7 +82,7 @@ class Sink:
     delay before every reply, like a relay across the internet)."""
 
     def __init__(self, kind: str = "aiosmtpd", delay: float = 0.0,
-                 pipelining: bool = True) -> None:
+                 pipelining: bool = True, every: bool = False, log: str | None = None) -> None:
         self.kind, self.delay = kind, delay
         self.port = free_port()
         if kind == "smtp-sink":
@@ -90,7 +90,8 @@ class Sink:
                    f"127.0.0.1:{self.port}", "256"]
         else:
             cmd = [sys.executable, str(Path(__file__).with_name("_sink.py")), str(self.port),
-                   str(delay), *([] if pipelining else ["--no-pipelining"])]
+                   str(delay), *([] if pipelining else ["--no-pipelining"]),
+                   *(["--every"] if every else []), *(["--log", log] if log else [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 

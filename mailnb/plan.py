@@ -40,7 +40,6 @@ class Item:
     context: dict[str, Any] | None = None        # unsubscribe_url
     extra_headers: dict[str, str] | None = None  # List-Unsubscribe
     envelope_from: str | None = None             # MAIL FROM (bounce address, VERP)
-    held: bool = False                           # its row is ``claimed`` by this run
 
 
 @dataclass

@@ -380,7 +380,7 @@ class _Run:
                               _claimable(window[0])))
             for it in window:
                 if it.key in held:
-                    self._held_now(it)
+                    self.taken.add(it.key)
                     if it.key in self.passed_over:      # free again after all (a dead run's)
                         self.passed_over.discard(it.key)
                         self.stats.skipped -= 1
@@ -434,17 +434,17 @@ class _Run:
         item.rendered = rendered if self.backup else None
 
     async def worker(self, conn: Any) -> None:
-        """Send items until there are none: claim (``claimed``), pace, hand over, record. A row
-        becomes ``sending`` only at the handover, just before the message's end of data goes to
-        the relay, so a crash strands no one who was only waiting (they return to pending).
-        Outcomes and claims go to the run's group commit."""
+        """Send items until there are none: render, pace, hand over, record. A row becomes
+        ``sending`` only at the handover, in the group commit just before the message's end of
+        data goes to the relay, so a crash strands no one whose content had not left (their rows
+        stay pending, or claimed by a shared journal's batch: pending again after the crash)."""
         nxt: Item | None = None
         try:
             while True:
                 item, nxt = nxt or await self.next_item(before_wait=self.commits.flush), None
                 if item is None:
                     return
-                if not await self._take(item):
+                if not self._prepared(item):
                     continue
                 if not await self._pace(item):
                     return       # stopped before it was sent: released to pending at the end
@@ -467,26 +467,11 @@ class _Run:
             self.cap.give_back()
             return False
 
-    async def _take(self, item: Item) -> bool:
-        """Render the item and hold its row for this run (``claimed``: never handed to the
-        relay, so it returns to pending if the run dies). False if another run has it."""
-        if not self._prepared(item):
-            return False
-        if item.held:
-            return True
-        (held,) = await self.commits.claim(self._claim(item))
-        return self._held_now(item) if held else self._not_claimed(item, taken=True)
-
-    def _claim(self, item: Item, to: str = "claimed") -> Claim:
-        c = self.campaign.name
-        if to == "sending":      # only from this run's hold; the daily cap counts it from here
-            return Claim(c, item.key, self.run_id, ("claimed",), to, self.cap_rule)
-        return Claim(c, item.key, self.run_id, _claimable(item), to)
-
-    def _held_now(self, item: Item) -> bool:
-        item.held = True
-        self.taken.add(item.key)
-        return True
+    def _mark(self, item: Item) -> Claim:
+        """The write that makes the item's row ``sending`` as its content goes out: from any
+        state this run may send it from (a row another run holds is not), within the daily cap."""
+        return Claim(self.campaign.name, item.key, self.run_id, _claimable(item), "sending",
+                     self.cap_rule)
 
     async def _pace(self, item: Item) -> bool:
         """Wait for the item's send slot; False if the run stopped meanwhile."""
@@ -499,14 +484,13 @@ class _Run:
     async def _send(self, conn: Any, item: Item) -> Item | None:
         """Hand the item to the relay and record the outcome; the next item, if its envelope
         went out with this one's end of data (pipelining)."""
-        handover = _Handover(self, conn, item)
+        handover = _Handover(self, conn, item, self._mark(item))   # from its state before this try
         item.attempts += 1
         self.stats.in_flight += 1
         try:
             result = await conn.send(item.envelope_from, item.address, item.data,
                                      smtputf8=item.smtputf8, handover=handover)
         except (AuthenticationError, TLSError, RelayError) as err:
-            item.held = False
             self.commits.later(dict(campaign=self.campaign.name, key=item.key,
                                     run_id=self.run_id, status="pending", code=err.code,
                                     reply=str(err), attempt=False))
@@ -543,7 +527,6 @@ class _Run:
         return item if self._prepared(item) else None
 
     def _not_claimed(self, item: Item, taken: bool) -> bool:
-        item.held = False
         self.cap.give_back()
         if taken:
             self.stats.skipped += 1          # another run took it meanwhile
@@ -565,7 +548,6 @@ class _Run:
         account = self.relay.account
         outcome = dict(campaign=c.name, key=item.key, run_id=self.run_id, code=result.code,
                        reply=result.reply, message_id=item.message_id, account=account)
-        item.held = False
         if result.status == "sent":
             self.connect_failures = 0
             s.sent += 1
@@ -609,13 +591,14 @@ class _Run:
 
 
 class _Handover:
-    """Called by the connection just before the item's end of data goes to the relay: in one
-    group commit, the item's row becomes ``sending`` (if it is still this run's, and the daily
-    cap has room) and the next item is claimed, so that its envelope can go out in the same
-    write. Called again (another MX host after an unreachable one) it only says go."""
+    """Called by the connection just before the item's end of data goes to the relay: the
+    item's row becomes ``sending`` in this turn's group commit (if it is still this run's to
+    send, and the daily cap has room), and the next item, if one is due, is rendered so that its
+    envelope goes out in the same write (its row is written at its own handover). Called again
+    (another MX host after an unreachable one) it only says go."""
 
-    def __init__(self, run: _Run, conn: Any, item: Item) -> None:
-        self.run, self.conn, self.item = run, conn, item
+    def __init__(self, run: _Run, conn: Any, item: Item, mark: Claim) -> None:
+        self.run, self.conn, self.item, self.mark = run, conn, item, mark
         self.next: Item | None = None
         self.called = False
 
@@ -624,18 +607,11 @@ class _Handover:
             return True, None
         self.called = True
         run = self.run
-        nxt = run._look_ahead(self.conn)
-        claims = [run._claim(self.item, "sending")]
-        if nxt is not None and not nxt.held:
-            claims.append(run._claim(nxt))
-        done = await run.commits.claim(*claims)
-        if nxt is not None and (nxt.held or done[-1]):
-            run._held_now(nxt)
-            self.next = nxt
-        elif nxt is not None:
-            run._not_claimed(nxt, taken=True)
-        if not done[0]:
+        self.next = run._look_ahead(self.conn)
+        (marked,) = await run.commits.claim(self.mark)
+        if not marked:
             return False, None
+        run.taken.add(self.item.key)
         return True, None if self.next is None else Envelope(
             self.next.envelope_from or "", self.next.address, self.next.data or b"",
             self.next.smtputf8)

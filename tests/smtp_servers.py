@@ -41,6 +41,8 @@ class Recorder:
     - ``drop*``: the connection is dropped mid-DATA the first time, then accepted
     - ``slow*``: DATA answered after ``slow_seconds`` (past the client's timeout)
     - ``tempdata*``: 451 at DATA, always
+    - ``stallrcpt*``: RCPT answered after ``slow_seconds`` the first time (the content never comes)
+    - ``hold*``: the message is kept at once, its DATA answered after ``slow_seconds`` the first time
     """
 
     def __init__(self, grey_times: int = 1, slow_seconds: float = 3.0, delay: float = 0.0) -> None:
@@ -68,6 +70,8 @@ class Recorder:
         if local.startswith("busy"):
             server.transport.close()
             return "421 4.3.2 Too busy, closing connection"
+        if local.startswith("stallrcpt") and n == 1:
+            await asyncio.sleep(self.slow_seconds)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -96,6 +100,10 @@ class Recorder:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           envelope.original_content, auth, tls, time.time(),
                                           session.host_name))
+            self.tries["DATA " + rcpt] += 1
+            first = self.tries["DATA " + rcpt] == 1
+        if local.startswith("hold") and first:
+            await asyncio.sleep(self.slow_seconds)
         return "250 2.0.0 Ok: queued"
 
     def addresses(self) -> Counter[str]:

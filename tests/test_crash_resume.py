@@ -3,6 +3,7 @@ no address gets the message twice, except those in flight at the kill (marked 'u
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import time
 import pandas as pd
 
 import mailnb
+from smtp_servers import Recorder, start_smtp
 
 SCRIPT = textwrap.dedent("""
     import sys, pandas as pd, mailnb
@@ -68,3 +70,54 @@ def test_sigkill_then_resume_sequential(smtp, tmp_path):
 
 def test_sigkill_then_resume_parallel(smtp, tmp_path):
     run_killed(smtp, tmp_path, 4, seed=int(time.time()) + 1)
+
+
+HELD = textwrap.dedent("""
+    import sys, pandas as pd, mailnb
+    port, csv, journal = sys.argv[1], sys.argv[2], sys.argv[3]
+    t = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+    c = mailnb.Campaign("window", mailnb.Audience(pd.read_csv(csv)), t, from_addr="news@example.org")
+    mailnb.send(c, mailnb.Relay("127.0.0.1", int(port), security="none", timeout=60),
+                journal=journal, new_journal=True, concurrency=2, progress=None)
+""")
+
+
+def test_a_crash_leaves_unknown_only_what_was_handed_to_the_relay(tmp_path):
+    """One connection waits at RCPT (the message's content never left), the other for the reply
+    to a message whose end of data the server has, with the next message's envelope pipelined
+    behind it. Killed there, only the second is 'unknown' (before, every message a connection
+    had begun was); the others are sent by the next run, each once."""
+    server = start_smtp("plain", recorder=Recorder(slow_seconds=60))
+    try:
+        people = ["stallrcpt0", "hold0", "a1", "a2", "a3", "a4"]
+        df = pd.DataFrame({"email": [f"{p}@example.com" for p in people],
+                           "first_name": people})
+        csv, journal = tmp_path / "people.csv", tmp_path / "journal.sqlite"
+        df.to_csv(csv, index=False)
+        rec = server.recorder
+        proc = subprocess.Popen([sys.executable, "-c", HELD, str(server.port), str(csv),
+                                 str(journal)], stdout=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and not (
+                rec.tries["stallrcpt0@example.com"] and rec.addresses()["hold0@example.com"]):
+            time.sleep(0.01)
+        time.sleep(0.3)        # a1's envelope follows hold0's end of data
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert rec.addresses() == {"hold0@example.com": 1}
+        with sqlite3.connect(journal) as db:
+            before = dict(db.execute("SELECT address, status FROM recipients"))
+        assert before == {"stallrcpt0@example.com": "pending", "hold0@example.com": "sending",
+                          "a1@example.com": "pending", "a2@example.com": "pending",
+                          "a3@example.com": "pending", "a4@example.com": "pending"}
+
+        t = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
+        c = mailnb.Campaign("window", mailnb.Audience(df), t, from_addr="news@example.org")
+        res = mailnb.send(c, mailnb.Relay("127.0.0.1", server.port, security="none"),
+                          journal=journal, concurrency=2, progress=None)
+        status = dict(zip(res["address"], res["status"]))
+        assert status.pop("hold0@example.com") == "unknown"
+        assert set(status.values()) == {"sent"}
+        assert rec.addresses() == {f"{p}@example.com": 1 for p in people}
+    finally:
+        server.stop()
