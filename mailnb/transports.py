@@ -208,6 +208,7 @@ class SMTPConnection:
         self.secrets: list[Secret] = []        # access tokens: scrubbed from every message
         self.ready: tuple[str, str] | None = None  # a message the relay waits for (354 given)
         self.refused: tuple[Any, ...] | None = None  # a pipelined envelope's refusal, for its send
+        self.awaiting: tuple[str, str] | None = None   # a pipelined envelope, its replies unread
 
     @property
     def where(self) -> str:
@@ -345,11 +346,12 @@ class SMTPConnection:
 
     async def close(self) -> None:
         pipe, self.smtp = self.smtp, None
-        ready, self.ready, self.refused = self.ready, None, None
+        mid = self.ready or self.awaiting
+        self.ready = self.refused = self.awaiting = None
         if pipe is None:
             return
         try:
-            if pipe.lost is None and ready is None:     # mid-DATA a QUIT would be content
+            if pipe.lost is None and mid is None:     # mid-DATA a QUIT would be content
                 await pipe.write(b"QUIT\r\n")
                 await pipe.read(min(self.relay.timeout, 5))
         except Exception:
@@ -361,7 +363,7 @@ class SMTPConnection:
         if self.smtp is not None:
             self.smtp.close()
         self.smtp = None
-        self.ready = self.refused = None
+        self.ready = self.refused = self.awaiting = None
 
     @property
     def pipelines(self) -> bool:
@@ -378,6 +380,8 @@ class SMTPConnection:
         taken a connection's first message, the next one's MAIL, RCPT and DATA go in the same
         write as this one's end of data (RFC 2920 3.1 lets message content open a group): one
         round trip a message."""
+        if self.awaiting is not None:
+            await self._pipelined()
         refused, self.refused = self.refused, None
         if refused is not None and refused[0] == (sender, recipient):
             return await self._refused(self.smtp, *refused[1:], sender)  # type: ignore[arg-type]
@@ -402,11 +406,10 @@ class SMTPConnection:
             code, text = await pipe.read(self.relay.timeout)
         except (OSError, asyncio.TimeoutError, ConnectionError) as err:
             return self._lost(err)
-        result = self._reply(code, text) if code != 250 else \
+        if group and self.is_open:        # their replies are read by the next send
+            self.awaiting = (then.sender, then.recipient)   # type: ignore[union-attr]
+        return self._reply(code, text) if code != 250 else \
             Delivery("sent", code, f"{code} {text}")
-        if group and self.is_open:
-            await self._pipelined(then)     # type: ignore[arg-type]
-        return result
 
     async def _start(self, sender: str, recipient: str, data: bytes,
                      smtputf8: bool) -> Delivery | None:
@@ -445,11 +448,14 @@ class SMTPConnection:
         return (f"MAIL FROM:<{then.sender}>{params}\r\nRCPT TO:<{then.recipient}>\r\n"
                 f"DATA\r\n").encode()
 
-    async def _pipelined(self, then: Envelope) -> None:
-        """Read the replies to the next message's envelope: it is ready (354), or refused (its
-        send handles the refusal), or the connection is dropped (its send opens a new one)."""
+    async def _pipelined(self) -> None:
+        """Read the replies to the envelope that went out with the last end of data: that
+        message is ready (354), or refused (its send handles the refusal), or the connection is
+        dropped (its send opens a new one). Read only now, so the last message's outcome was
+        recorded without waiting for them."""
+        then, self.awaiting = self.awaiting, None
         pipe = self.smtp
-        assert pipe is not None
+        assert pipe is not None and then is not None
         try:
             replies = [await pipe.read(self.relay.timeout) for _ in range(3)]
         except (OSError, asyncio.TimeoutError, ConnectionError):
@@ -457,9 +463,9 @@ class SMTPConnection:
             return
         for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
             if code not in _ACCEPTED[step]:
-                self.refused = ((then.sender, then.recipient), step, code, text)
+                self.refused = (then, step, code, text)
                 return
-        self.ready = (then.sender, then.recipient)
+        self.ready = then
 
     def _lost(self, err: BaseException) -> Delivery:
         self._drop()
