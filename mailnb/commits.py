@@ -7,7 +7,8 @@ the group is committed as soon as the connections that woke up together have add
 crash may lose is what it could lose before, the outcomes of the messages answered in that turn.
 
 Claims are awaited (a message is not handed to the relay before its row says ``sending``);
-outcomes are not (the next claim of that connection, or any wait, comes after them in the log).
+outcomes are not: they ride with the next claim of any connection, which comes within a round
+trip, or are committed on their own after :data:`OUTCOME_DELAY` (and before any wait).
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from typing import Any
 
 from .errors import JournalError
 from .journal import Claim, Journal
+
+#: the longest an outcome waits for a claim to be committed with (seconds)
+OUTCOME_DELAY = 0.05
 
 
 class GroupCommit:
@@ -26,6 +30,7 @@ class GroupCommit:
         self.writes: list[dict[str, Any] | Claim] = []
         self.waiters: list[tuple[int, int, asyncio.Future[list[bool]]]] = []
         self.scheduled = False
+        self.timer: asyncio.TimerHandle | None = None
         self.failed: JournalError | None = None
         self.lost = 0             # outcomes a failed journal could not take, not even its reserve
         self.commits = 0
@@ -37,7 +42,8 @@ class GroupCommit:
             self._rescue(outcome)
             return
         self.writes.append(outcome)
-        self._schedule()
+        if not self.scheduled and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(OUTCOME_DELAY, self._commit)
 
     async def claim(self, *claims: Claim) -> list[bool]:
         """Claims, committed with this turn's group; whether each took effect. Raises the
@@ -65,6 +71,9 @@ class GroupCommit:
         """Commit what has been gathered now (before a wait, and at the end of the run).
         Raises the journal's error, after handing each outcome to the journal's reserve."""
         self.scheduled = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         writes, waiters = self.writes, self.waiters
         self.writes, self.waiters = [], []
         if writes:
