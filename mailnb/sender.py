@@ -594,18 +594,14 @@ class _Handover:
     """Called by the connection just before the item's end of data goes to the relay: the
     item's row becomes ``sending`` in this turn's group commit (if it is still this run's to
     send, and the daily cap has room), and the next item, if one is due, is rendered so that its
-    envelope goes out in the same write (its row is written at its own handover). Called again
-    (another MX host after an unreachable one) it only says go."""
+    envelope goes out in the same write (its row is written at its own handover). Called once a
+    send: direct delivery offers no second MX host a message already handed to one."""
 
     def __init__(self, run: _Run, conn: Any, item: Item, mark: Claim) -> None:
         self.run, self.conn, self.item, self.mark = run, conn, item, mark
         self.next: Item | None = None
-        self.called = False
 
     async def __call__(self) -> tuple[bool, Envelope | None]:
-        if self.called:
-            return True, None
-        self.called = True
         run = self.run
         self.next = run._look_ahead(self.conn)
         (marked,) = await run.commits.claim(self.mark)
