@@ -203,6 +203,29 @@ class Blocklist:
         return f"<Blocklist: {len(self.addresses)} addresses, {len(self.domains)} domains>"
 
 
+class _Kept:
+    """The sendable rows as they are sorted: positions, addresses, keys and SMTPUTF8 flags."""
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+        self.addresses: list[str] = []
+        self.keys: list[str] = []
+        self.smtputf8: list[bool] = []
+
+    @staticmethod
+    def strings(addr: Address, raw: str) -> tuple[str, str]:
+        """The address and the key, each the cell's own string where equal (one string a row,
+        not three, for a million-row audience)."""
+        address = raw if addr.address == raw else addr.address
+        return address, address if addr.key == address else addr.key
+
+    def add(self, pos: int, address: str, key: str, smtputf8: bool) -> None:
+        self.positions.append(pos)
+        self.addresses.append(address)
+        self.keys.append(key)
+        self.smtputf8.append(smtputf8)
+
+
 def _check_input(data: Any, email_column: str, exclusion_policy: str) -> None:
     if not isinstance(data, pd.DataFrame):
         raise RecipientError(f"Audience needs a pandas DataFrame, not {type(data).__name__}; "
@@ -297,15 +320,16 @@ class Audience:
         self._sort(check_deliverability, allow_test_domains)
 
     def _sort(self, check_deliverability: bool, allow_test_domains: bool) -> None:
-        """Every row either sendable (with its normalised address) or excluded with a reason."""
+        """Every row either sendable (with its normalised address) or excluded with a reason.
+        Kept lean for big audiences: positions and strings, no object per row (a normalised
+        address equal to the cell is the cell's own string, its key too when already folded)."""
         data, column = self.data, self.email_column
-        keep: list[Any] = []
-        found: list[Address] = []
+        kept = _Kept()
         excluded: list[tuple[Any, str, str, str]] = []
-        first_row: dict[str, Any] = {}
-        cache: dict[str, Address | str] = {}
+        first_row: dict[str, int] = {}       # key -> position of its first row
+        failed: dict[str, str] = {}          # invalid cells seen before: validated once
         sub_values = data[self.subscribed_column] if self.subscribed_column else None
-        for i, raw in data[column].items():
+        for pos, (i, raw) in enumerate(data[column].items()):
             if _missing(raw) or (isinstance(raw, str) and not raw.strip()):
                 excluded.append((i, "invalid: no address", "the cell is empty", ""))
                 continue
@@ -313,29 +337,26 @@ class Audience:
                 raise RecipientError(
                     f"row {i!r}, column {column!r}: {raw!r} is a {type(raw).__name__}, not "
                     f"an email address. Fix that cell, or read the file with dtype=str.")
-            addr = cache.get(raw)
-            if addr is None:
-                try:
-                    addr = normalize(raw, check_deliverability=check_deliverability,
-                                     allow_test_domains=allow_test_domains)
-                except email_validator.EmailNotValidError as err:
-                    addr = str(err)
-                cache[raw] = addr
+            try:
+                addr = failed.get(raw) or normalize(raw, check_deliverability=check_deliverability,
+                                                    allow_test_domains=allow_test_domains)
+            except email_validator.EmailNotValidError as err:
+                addr = failed[raw] = str(err)
             if isinstance(addr, str):
                 excluded.append((i, f"invalid: {addr}", addr, raw.strip()))
                 continue
-            if addr.key in first_row:
-                excluded.append((i, "duplicate", f"same address as row {first_row[addr.key]!r}",
-                                 addr.address))
+            address, key = kept.strings(addr, raw)
+            if key in first_row:
+                excluded.append((i, "duplicate",
+                                 f"same address as row {data.index[first_row[key]]!r}", address))
                 continue
-            first_row[addr.key] = i
-            why = self._exclusion(addr.key, i, sub_values)
+            first_row[key] = pos
+            why = self._exclusion(key, i, sub_values)
             if why is not None:
-                excluded.append((i, *why, addr.address))
+                excluded.append((i, *why, address))
                 continue
-            keep.append(i)
-            found.append(addr)
-        self._store(keep, found, excluded)
+            kept.add(pos, address, key, addr.smtputf8)
+        self._store(kept, excluded)
 
     def _exclusion(self, key: str, row: Any, sub_values: Any) -> tuple[str, str] | None:
         """(reason, detail) when a valid, first-seen address is excluded by a list, else None."""
@@ -356,18 +377,17 @@ class Audience:
             return "not subscribed", f"{self.subscribed_column} = {sub_values[row]!r}"
         return None
 
-    def _store(self, keep: list[Any], found: list[Address],
-               excluded: list[tuple[Any, str, str, str]]) -> None:
-        self.sendable: pd.DataFrame = self.data.loc[keep]
+    def _store(self, kept: _Kept, excluded: list[tuple[Any, str, str, str]]) -> None:
+        # nobody excluded (the usual case): the rows as they are (a copy made only on a write)
+        self.sendable: pd.DataFrame = self.data.copy(deep=False) if not excluded else \
+            self.data.iloc[kept.positions]
         index = self.sendable.index
         #: the address each sendable row is mailed at (normalised), aligned with ``sendable``
-        self.addresses = pd.Series([a.address for a in found], index=index, dtype=object,
-                                   name="address")
+        self.addresses = pd.Series(kept.addresses, index=index, dtype=object, name="address")
         #: the identity of each sendable row (case-folded address)
-        self.keys = pd.Series([a.key for a in found], index=index, dtype=object, name="key")
+        self.keys = pd.Series(kept.keys, index=index, dtype=object, name="key")
         #: True where the address needs SMTPUTF8 (non-ASCII local part)
-        self.smtputf8 = pd.Series([a.smtputf8 for a in found], index=index, dtype=bool,
-                                  name="smtputf8")
+        self.smtputf8 = pd.Series(kept.smtputf8, index=index, dtype=bool, name="smtputf8")
         rows = self.data.loc[[e[0] for e in excluded]].copy()
         rows["address"] = [e[3] for e in excluded]
         rows["reason"] = [e[1] for e in excluded]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import math
@@ -40,7 +41,7 @@ from .recipients import Audience, normalize
 from .runner import run_sync
 from .settings import Direct, Graph, Pickup, Profile, Relay
 from .signing import DKIMKey
-from . import embeds
+from . import embeds, fanout, templates
 from .templates import (CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Rendered, Template,
                         check_rendered)
 from .transports import Backup, Delivery, Envelope, open_connection
@@ -144,6 +145,12 @@ class Campaign:
         if self.unsubscribe.mailto:
             return self.unsubscribe
         return replace(self.unsubscribe, mailto=mailto)
+
+    @functools.cached_property
+    def links_and_secret(self) -> tuple[Unsubscribe, bytes]:
+        """:meth:`unsubscribe_links` and the secret that signs their tokens, read once."""
+        links = self.unsubscribe_links()
+        return links, links.key()
 
     def envelope_from(self, message_id: str | None) -> str:
         """MAIL FROM: the bounce address (per message with VERP), else the From address."""
@@ -615,6 +622,8 @@ class _Handover:
 
 def build(c: Campaign, item: Item, *, subject_prefix: str = "") -> tuple[bytes, str, Any]:
     """The message for one recipient exactly as it goes out: (bytes, Message-ID, rendered)."""
+    if item.context is None:         # rendered by a worker process of the preflight
+        _set_links(c, item)
     rendered = item.rendered or c.template.render(
         item.values, row_id=item.row, default_footer=c.footer,
         default_footer_html=c.footer_html, context=item.context)
@@ -669,37 +678,16 @@ def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str
 def preflight(campaign: Campaign, items: list[Item], max_size: int) -> list[tuple[Item, str]]:
     """Render every row to send (kept for sending, up to KEEP_RENDERED); any problem raises
     PreflightError with all of them, and nothing is sent. Returns the rows to skip (an empty
-    report with ``empty="skip"``) and why."""
-    links = campaign.unsubscribe_links()
-    secret = links.key()
-    transactional = campaign.audience.transactional
+    report with ``empty="skip"``) and why. The rows are rendered on every core
+    (:mod:`mailnb.fanout`), but for a campaign with report ``data``, whose charts are drawn in
+    worker processes of their own."""
     problems: list[tuple[Any, str, str, str]] = []
-    advised: set[tuple[str, str]] = set()
     skip: list[tuple[Item, str]] = []
-    try:
-        campaign.template.compile()
-        columns = [str(c) for c in campaign.audience.sendable.columns]
-        unknown = campaign.template.field_problems(
-            columns, items[0].values if items else None,
-            {**campaign.data, "unsubscribe_url": "https://x.invalid/"})
-        if unknown:                 # every row would fail alike: say each field once
-            problems.extend(unknown)
-            items = []
-    except TemplateError as err:
-        problems.append((None, err.field or "", str(err), "error"))
-        items = []
-    kept = items[:KEEP_RENDERED]
-    with embeds.drawing_later() as later:       # keyed charts: drawn below, in worker processes
-        rendered = [_render_one(campaign, it, links, secret, transactional, problems)
-                    for it in kept]
-    later.draw()
-    for it, r in zip(kept, rendered):
-        if r is not None:
-            _check_one(campaign, it, later.patch(r), max_size, advised, problems, skip, keep=True)
-    for it in items[KEEP_RENDERED:]:            # beyond: checked, rendered again when sent
-        r = _render_one(campaign, it, links, secret, transactional, problems)
-        if r is not None:
-            _check_one(campaign, it, r, max_size, advised, problems, skip, keep=False)
+    if _template_checked(campaign, items, problems):
+        if campaign.data:
+            _render_reports(campaign, items, max_size, problems, skip)
+        else:
+            problems.extend(templates.once_each(_render_fanned(campaign, items, max_size, skip)))
     if campaign.email_format == "html":
         problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
                          "plain-text alternative: spam filters score such mail worse", "warning"))
@@ -709,12 +697,82 @@ def preflight(campaign: Campaign, items: list[Item], max_size: int) -> list[tupl
     return skip
 
 
-def _render_one(campaign: Campaign, it: Item, links: Unsubscribe, secret: Any,
-                transactional: bool, problems: list[tuple[Any, str, str, str]]
-                ) -> Rendered | None:
+def _template_checked(campaign: Campaign, items: list[Item],
+                      problems: list[tuple[Any, str, str, str]]) -> bool:
+    """The template compiles and knows every field it uses; else every row would fail alike:
+    each problem is said once, and False."""
+    try:
+        campaign.template.compile()
+        columns = [str(c) for c in campaign.audience.sendable.columns]
+        unknown = campaign.template.field_problems(
+            columns, items[0].values if items else None,
+            {**campaign.data, "unsubscribe_url": "https://x.invalid/"})
+    except TemplateError as err:
+        problems.append((None, err.field or "", str(err), "error"))
+        return False
+    problems.extend(unknown)
+    return not unknown
+
+
+def _render_fanned(campaign: Campaign, items: list[Item], max_size: int,
+                   skip: list[tuple[Item, str]]) -> Iterator[list[tuple[Any, str, str, str]]]:
+    """Each range of rows rendered and checked in a worker process; its problems are yielded,
+    its rendered messages (up to KEEP_RENDERED) kept on the items, its empty reports skipped."""
+    def task(start: int, stop: int) -> tuple[list[Any], list[tuple[int, str]],
+                                             list[tuple[int, Rendered]]]:
+        found: list[tuple[Any, str, str, str]] = []
+        advised: set[tuple[str, str]] = set()
+        skipped, kept = [], []
+        for pos in range(start, stop):
+            it = items[pos]
+            r = _render_one(campaign, it, found)
+            if r is None:
+                continue
+            checked = check_rendered(r, it.row, max_size, advised, campaign.empty)
+            found.extend(checked)
+            if any(p[3] == "skip" for p in checked):
+                skipped.append((pos, EMPTY_REPORT + ", ".join(r.empty)))
+            elif pos < KEEP_RENDERED:
+                kept.append((pos, r))
+        return found, skipped, kept
+
+    for found, skipped, kept in fanout.ranges(task, len(items)):
+        skip.extend((items[pos], why) for pos, why in skipped)
+        for pos, r in kept:
+            items[pos].rendered = r
+        yield found
+
+
+def _render_reports(campaign: Campaign, items: list[Item], max_size: int,
+                    problems: list[tuple[Any, str, str, str]],
+                    skip: list[tuple[Item, str]]) -> None:
+    """The rows of a campaign with report data, in this process: its keyed charts are left as
+    placeholders, drawn in worker processes once, then put into the kept messages."""
+    advised: set[tuple[str, str]] = set()
+    kept = items[:KEEP_RENDERED]
+    with embeds.drawing_later() as later:       # keyed charts: drawn below, in worker processes
+        rendered = [_render_one(campaign, it, problems) for it in kept]
+    later.draw()
+    for it, r in zip(kept, rendered):
+        if r is not None:
+            _check_one(campaign, it, later.patch(r), max_size, advised, problems, skip, keep=True)
+    for it in items[KEEP_RENDERED:]:            # beyond: checked, rendered again when sent
+        r = _render_one(campaign, it, problems)
+        if r is not None:
+            _check_one(campaign, it, r, max_size, advised, problems, skip, keep=False)
+
+
+def _set_links(campaign: Campaign, it: Item) -> None:
+    """The item's unsubscribe link (``{{ unsubscribe_url }}``) and List-Unsubscribe headers."""
+    links, secret = campaign.links_and_secret
     url, hdrs = links.links(it.address, campaign.name, secret)
     it.context = {**campaign.data, "unsubscribe_url": url}
-    it.extra_headers = None if transactional else hdrs
+    it.extra_headers = None if campaign.audience.transactional else hdrs
+
+
+def _render_one(campaign: Campaign, it: Item, problems: list[tuple[Any, str, str, str]]
+                ) -> Rendered | None:
+    _set_links(campaign, it)
     try:
         return campaign.template.render(it.values, row_id=it.row, context=it.context,
                                         default_footer=campaign.footer,
