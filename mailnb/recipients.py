@@ -203,6 +203,12 @@ class Blocklist:
         return f"<Blocklist: {len(self.addresses)} addresses, {len(self.domains)} domains>"
 
 
+def _label(index: pd.Index, pos: int) -> Any:
+    """The row label at a position, as iterating the index gives it (a Python int, not numpy's)."""
+    label = index[pos]
+    return label.item() if hasattr(label, "item") and not isinstance(label, str) else label
+
+
 class _Kept:
     """The sendable rows as they are sorted: positions, addresses, keys and SMTPUTF8 flags."""
 
@@ -348,7 +354,8 @@ class Audience:
             address, key = kept.strings(addr, raw)
             if key in first_row:
                 excluded.append((i, "duplicate",
-                                 f"same address as row {data.index[first_row[key]]!r}", address))
+                                 f"same address as row {_label(data.index, first_row[key])!r}",
+                                 address))
                 continue
             first_row[key] = pos
             why = self._exclusion(key, i, sub_values)
