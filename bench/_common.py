@@ -124,6 +124,39 @@ CHILD = textwrap.dedent("""
 """)
 
 
+#: code for a child process: ``top[0]`` is kept at the most memory this process and its children
+#: (the preflight's workers) held together, as proportional set size (a page shared by several
+#: processes counted once), sampled every 0.25 s; ``tree()`` is the figure now
+SAMPLER = textwrap.dedent("""
+    def pss(pid):            # proportional set size: shared pages split between their sharers
+        try:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def tree():
+        me, kids = os.getpid(), []
+        for d in os.listdir("/proc"):
+            try:
+                stat = open(f"/proc/{d}/stat").read() if d.isdigit() else ""
+                if stat and int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                    kids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+        return pss(me) + sum(pss(k) for k in kids)
+
+    top = [0.0]
+    def sample():
+        while True:
+            top[0] = max(top[0], tree())
+            time.sleep(0.25)
+    threading.Thread(target=sample, daemon=True).start()
+""")
+
+
 def run_mailnb(n: int, port: int, concurrency: int, delay: float = 0.0) -> dict:
     d = tempfile.mkdtemp(prefix="mailnb-bench-")
     try:

@@ -18,7 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from _common import ROOT, table
+from _common import ROOT, SAMPLER, table
 
 
 def cores() -> int:
@@ -28,32 +28,7 @@ def cores() -> int:
 CHILD = textwrap.dedent("""
     import json, os, resource, sys, threading, time
     sys.path.insert(0, {bench!r})
-
-    def pss(pid):            # proportional set size: shared pages split between their sharers
-        try:
-            for line in open(f"/proc/{{pid}}/smaps_rollup"):
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def tree():
-        me, kids = os.getpid(), []
-        for d in os.listdir("/proc"):
-            try:
-                if d.isdigit() and int(open(f"/proc/{{d}}/stat").read().rsplit(")", 1)[1].split()[1]) == me:
-                    kids.append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-        return pss(me) + sum(pss(k) for k in kids)
-
-    top = [0.0]
-    def sample():
-        while True:
-            top[0] = max(top[0], tree())
-            time.sleep(0.25)
-    threading.Thread(target=sample, daemon=True).start()
+    {sampler}
     import mailnb
     from mailnb import fanout
     from _common import TEMPLATE, frame
@@ -88,7 +63,7 @@ def main() -> None:
 
 
 def _child(n: int, workers: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(bench=str(Path(__file__).parent)),
+    out = subprocess.run([sys.executable, "-c", CHILD.format(bench=str(Path(__file__).parent), sampler=SAMPLER),
                           str(n), str(workers)], capture_output=True, text=True, timeout=3600,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode:

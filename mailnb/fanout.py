@@ -13,7 +13,10 @@ same task, the same results. Pure apart from the processes: nothing here reads o
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -23,9 +26,6 @@ from typing import Any
 MIN_ROWS = 4_000
 #: workers to use (None: one per core this process may run on); 1 turns fan-out off
 WORKERS: int | None = None
-
-_TASK: list[Callable[[int, int], Any]] = []     # read by forked workers
-
 
 def cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. a container's share)."""
@@ -55,31 +55,78 @@ def ranges(task: Callable[[int, int], Any], n: int, *, workers: int | None = Non
             yield task(start, stop)
         return
     import gc
-    import multiprocessing
-    _TASK[:] = [task]
     gc.freeze()        # a worker's collector leaves the inherited objects alone (and their pages)
-    # a fresh worker for each range: a page a worker reads is copied (reference counts are
-    # written), so a long-lived worker would end up holding a copy of every row it was given;
-    # one that ends with its range gives its copies back
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet,
-                                                    maxtasksperchild=1)
     try:
-        yield from pool.imap(_run, plan_ranges(n, workers))
-        pool.close()
-    finally:          # also when the caller stops early: the ranges not started are dropped
-        pool.terminate()
-        pool.join()
+        yield from _forked(task, plan_ranges(n, workers), workers)
+    finally:
         gc.unfreeze()
-        _TASK.clear()
 
 
-def _quiet() -> None:
-    """Ctrl-C in a terminal reaches the whole process group: this process decides, not workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _forked(task: Callable[[int, int], Any], spans: list[tuple[int, int]],
+            workers: int) -> Iterator[Any]:
+    """Up to ``workers`` forked processes at a time, a fresh one for each range: a page a
+    worker reads is copied (reference counts are written), so a long-lived worker would end up
+    holding a copy of every row it was given; one that ends with its range gives them back.
+    (``multiprocessing.Pool(maxtasksperchild=1)`` does the same, but its ``terminate`` can hang
+    on a worker it starts meanwhile.)"""
+    running: collections.deque[tuple[int, int]] = collections.deque()
+    todo = iter(spans)
+    try:
+        for span in itertools.islice(todo, workers):
+            running.append(_start(task, span))
+        while running:
+            result = _collect(*running.popleft())
+            for span in itertools.islice(todo, 1):
+                running.append(_start(task, span))
+            yield result
+    finally:          # also when the caller stops early: the workers still running are ended
+        for pid, fd in running:
+            os.kill(pid, signal.SIGKILL)
+            os.close(fd)
+            os.waitpid(pid, 0)
 
 
-def _run(span: tuple[int, int]) -> Any:
-    return _TASK[0](*span)
+def _start(task: Callable[[int, int], Any], span: tuple[int, int]) -> tuple[int, int]:
+    """Fork a worker for one range; (its pid, the pipe its pickled result comes through)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, read
+    code = 0
+    try:            # the worker: nothing of the parent's runs here but the task (no atexit, no
+        os.close(read)      # flush of the parent's buffers: os._exit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the process group
+        try:
+            out = pickle.dumps((True, task(*span)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as err:                   # noqa: BLE001  handed to the parent
+            out = _pickled_error(err)
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(out)
+    except BaseException:                              # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, fd: int) -> Any:
+    with os.fdopen(fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError(f"a worker process ended without a result (wait status {status}); "
+                           "is the machine out of memory?")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise value
+    return value
+
+
+def _pickled_error(err: BaseException) -> bytes:
+    try:
+        return pickle.dumps((False, err), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:                                  # noqa: BLE001  an unpicklable error
+        return pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
 
 
 __all__ = ["MIN_ROWS", "WORKERS", "cores", "plan_ranges", "ranges"]

@@ -218,6 +218,15 @@ class Journal(ABC):
     @abstractmethod
     def history(self, campaign: str | None = None) -> pd.DataFrame: ...
 
+    def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:
+        """Each recipient's state as plain tuples, for a run's result without a frame of the
+        whole journal: (key, status, attempts, code, reply, message_id, sent_at, run_id),
+        ``sent_at`` in seconds since the epoch."""
+        h = self.history(campaign)
+        sent = (h["sent_at"].astype("int64") / 1e9).where(h["sent_at"].notna())
+        return zip(h["key"], h["status"], h["attempts"], h["code"], h["reply"], h["message_id"],
+                   sent, h["run_id"])
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -717,6 +726,10 @@ class SQLiteJournal(Journal):
                          " GROUP BY r.campaign, r.key", (campaign,) if campaign else ())
         df["responded_at"] = pd.to_datetime(df["responded_at"], unit="s", utc=True)
         return df
+
+    def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:
+        return self.db.execute("SELECT key, status, attempts, code, reply, message_id, sent_at, "
+                               "run_id FROM recipients WHERE campaign = ?", (campaign,))
 
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""

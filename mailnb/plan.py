@@ -7,7 +7,7 @@ Stages of a send: **plan** (this module) -> **run** (claim, pace, send, record: 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,15 +23,37 @@ from .templates import Rendered
 CLAIMABLE = frozenset({"pending", "deferred", "claimed"})
 
 
-@dataclass
+class Row(Mapping[str, Any]):
+    """One recipient's merge fields, read from the audience's columns when asked: a million-row
+    audience keeps one list a column, not a dict a row."""
+
+    __slots__ = ("_columns", "_pos")
+
+    def __init__(self, columns: dict[str, list[Any]], pos: int) -> None:
+        self._columns, self._pos = columns, pos
+
+    def __getitem__(self, name: str) -> Any:
+        return self._columns[name][self._pos]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __repr__(self) -> str:
+        return f"Row({dict(self)!r})"
+
+
+@dataclass(slots=True)
 class Item:
-    """One recipient of a run, and what the run has made for them."""
+    """One recipient of a run, and what the run has made for them (slotted: there is one a row)."""
 
     row: Any
     key: str
     address: str
     smtputf8: bool
-    values: dict[str, Any]
+    values: Mapping[str, Any]
     rendered: Rendered | None = None
     data: bytes | None = None
     message_id: str | None = None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
@@ -34,7 +35,7 @@ from .mailbox import pop_login
 from .messages import build_message, list_id
 from .options import SendOptions, signature_of
 from .pacing import CAP_PERIOD, Pacer, Pacing, SharedPacer
-from .plan import Item, Plan, make_plan
+from .plan import Item, Plan, Row, make_plan
 from .privacy import forgotten
 from .progress import Progress, Stats
 from .recipients import Audience, normalize
@@ -201,26 +202,27 @@ class Campaign:
                               f"{self.name + '-reminder'!r}")
 
     def recipients(self) -> list[Item]:
+        """One item a sendable row, its merge fields a view of the audience's columns."""
         aud = self.audience
         items: list[Item] = []
         seen: dict[str, Any] = {}
-        columns = [str(c) for c in aud.sendable.columns]
-        key_pos = columns.index(self.key) if self.key else None
-        for (idx, *vals), address, akey, utf8 in zip(
-                aud.sendable.itertuples(index=True, name=None), aud.addresses, aud.keys,
-                aud.smtputf8):
+        frame = aud.sendable
+        columns = {str(c): frame.iloc[:, k].tolist() for k, c in enumerate(frame.columns)}
+        keys = columns[self.key] if self.key else aud.keys.tolist()
+        for pos, (idx, address, akey, utf8) in enumerate(zip(
+                frame.index, aud.addresses.tolist(), keys, aud.smtputf8.tolist())):
             key = akey
-            if key_pos is not None:
-                raw = vals[key_pos]
-                if raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw) == "":
+            if self.key:
+                if akey is None or (isinstance(akey, float) and math.isnan(akey)) or \
+                        str(akey) == "":
                     raise ConfigError(f"row {idx!r}, column {self.key!r}: the key is empty; every "
                                       "row needs a key when key= is set")
-                key = str(raw)
-            if key in seen:
-                raise ConfigError(f"row {idx!r}, column {self.key!r}: key {key!r} is also in row "
-                                  f"{seen[key]!r}; keys must be unique")
-            seen[key] = idx
-            items.append(Item(idx, key, address, bool(utf8), dict(zip(columns, vals))))
+                key = str(akey)
+                if key in seen:
+                    raise ConfigError(f"row {idx!r}, column {self.key!r}: key {key!r} is also in "
+                                      f"row {seen[key]!r}; keys must be unique")
+                seen[key] = idx
+            items.append(Item(idx, key, address, utf8, Row(columns, pos)))
         return items
 
 
@@ -983,20 +985,8 @@ def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
     outcome for those sent to, ``excluded`` with the reason for the others (the audience's
     exclusions, and for a reminder those the earlier campaign never reached)."""
     aud = campaign.audience
-    hist = journal.history(campaign.name).drop_duplicates("key").set_index("key")
     items = plan.items if plan is not None else campaign.recipients()
-    found = hist.reindex([it.key for it in items])
-    sent = pd.DataFrame({
-        "address": [it.address for it in items],
-        "status": found["status"].fillna("pending").to_numpy(),
-        "reason": found["reply"].where(found["status"] == "skipped").to_numpy(),
-        "code": found["code"].astype("Int64").to_numpy(),
-        "reply": found["reply"].to_numpy(),
-        "attempts": found["attempts"].fillna(0).astype(int).to_numpy(),
-        "message_id": found["message_id"].to_numpy(),
-        "sent_at": pd.to_datetime(found["sent_at"], utc=True).to_numpy(),
-        "this_run": (found["run_id"] == run_id).to_numpy() if run_id is not None
-        else [False] * len(items)}, index=pd.Index([it.row for it in items]))
+    sent = _outcome_frame(journal, campaign.name, items, run_id)
     ex = aud.excluded
     parts = [sent]
     if len(ex):
@@ -1014,13 +1004,43 @@ def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
                                    "reason": f"never got {campaign.follow_up!r}"},
                                   index=[it.row for it in plan.unreached]))
     out = pd.concat(parts) if len(parts) > 1 else sent
-    out = out.reindex([i for i in aud.data.index if i in out.index])[RESULT_COLUMNS]
+    if not out.index.equals(aud.data.index):
+        out = out.reindex([i for i in aud.data.index if i in out.index])
+    out = out[RESULT_COLUMNS]
     out["code"] = out["code"].astype("Int64")
     out["attempts"] = out["attempts"].fillna(0).astype(int)
     out["this_run"] = out["this_run"].fillna(False).astype(bool)
     out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
     out.index.name = aud.data.index.name
     return out
+
+
+def _outcome_frame(journal: Journal, campaign: str, items: list[Item],
+                   run_id: str | None) -> pd.DataFrame:
+    """The journal's outcome of each item, in the items' order, column by column (no frame of
+    the whole journal: a million recipients' result costs its columns, and repeated texts such
+    as the status are one string each)."""
+    n = len(items)
+    where = {it.key: i for i, it in enumerate(items)}
+    status = np.full(n, "pending", dtype=object)
+    reply, message_id = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+    code, sent_at = np.full(n, np.nan), np.full(n, np.nan)
+    attempts, this_run = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    shared: dict[Any, Any] = {}
+    for key, st, att, cd, rep, mid, at, rid in journal.outcomes(campaign):
+        i = where.get(key)
+        if i is None:
+            continue
+        status[i], reply[i] = shared.setdefault(st, st), shared.setdefault(rep, rep)
+        message_id[i], attempts[i], this_run[i] = mid, att or 0, run_id is not None and rid == run_id
+        code[i] = np.nan if cd is None else cd
+        sent_at[i] = np.nan if at is None else at
+    return pd.DataFrame({
+        "address": [it.address for it in items], "status": status,
+        "reason": np.where(status == "skipped", reply, None), "code": pd.array(
+            code, dtype="Float64").astype("Int64"), "reply": reply, "attempts": attempts,
+        "message_id": message_id, "sent_at": pd.to_datetime(sent_at, unit="s", utc=True),
+        "this_run": this_run}, index=pd.Index([it.row for it in items]))
 
 
 Target = Relay | Pickup | Graph | Direct
