@@ -218,14 +218,11 @@ class Journal(ABC):
     @abstractmethod
     def history(self, campaign: str | None = None) -> pd.DataFrame: ...
 
+    @abstractmethod
     def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:
         """Each recipient's state as plain tuples, for a run's result without a frame of the
         whole journal: (key, status, attempts, code, reply, message_id, sent_at, run_id),
         ``sent_at`` in seconds since the epoch."""
-        h = self.history(campaign)
-        sent = (h["sent_at"].astype("int64") / 1e9).where(h["sent_at"].notna())
-        return zip(h["key"], h["status"], h["attempts"], h["code"], h["reply"], h["message_id"],
-                   sent, h["run_id"])
 
 
 SCHEMA = """

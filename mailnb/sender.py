@@ -565,14 +565,14 @@ class _Run:
             if self.backup is not None and item.rendered is not None and item.data is not None:
                 self.backup.save(item.data, campaign=c.name, subject=item.rendered.subject,
                                  recipient=item.address)
-            item.data = item.rendered = None
+            _spent(item)
             return {**outcome, "status": "sent"}
         if result.status == "failed":
             s.failed += 1
             if item.attempts > 1:
                 s.retrying -= 1
             self.cap.give_back()
-            item.data = item.rendered = None
+            _spent(item)
             return {**outcome, "status": "failed"}
         # a temporary failure
         if result.slow_down:
@@ -592,11 +592,18 @@ class _Run:
             if item.attempts > 1:
                 s.retrying -= 1
             self.cap.give_back()
-            item.data = item.rendered = None
+            _spent(item)
         if self.connect_failures > self.retries:
             self.halt(f"relay unavailable: {result.reply}")
         return {**outcome, "status": "deferred"}
 
+
+
+def _spent(item: Item) -> None:
+    """An item whose outcome is final keeps only who it is (key, address, row): its message,
+    links and ids are in the journal, and a million-row run must not hold them all."""
+    item.data = item.rendered = item.context = item.extra_headers = None
+    item.message_id = item.envelope_from = None
 
 
 class _Handover:
