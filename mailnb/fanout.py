@@ -27,6 +27,7 @@ MIN_ROWS = 4_000
 #: workers to use (None: one per core this process may run on); 1 turns fan-out off
 WORKERS: int | None = None
 
+
 def cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. a container's share)."""
     try:

@@ -50,7 +50,7 @@ from .graph import GraphConnection
 from .unsubscribes import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
-KEEP_RENDERED = 50_000
+KEEP_RENDERED = 20_000
 #: the reason of a row skipped because its report selection is empty (``empty="skip"``)
 EMPTY_REPORT = "empty report: "
 #: looks at the plan after its end, for rows other runs left (each may wait out a lease)
@@ -1028,20 +1028,27 @@ def _outcome_frame(journal: Journal, campaign: str, items: list[Item],
     the whole journal: a million recipients' result costs its columns, and repeated texts such
     as the status are one string each)."""
     n = len(items)
-    where = {it.key: i for i, it in enumerate(items)}
+    where = pd.Index([it.key for it in items])      # a hash table of the keys, not a dict
     status = np.full(n, "pending", dtype=object)
     reply, message_id = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
     code, sent_at = np.full(n, np.nan), np.full(n, np.nan)
     attempts, this_run = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     shared: dict[Any, Any] = {}
-    for key, st, att, cd, rep, mid, at, rid in journal.outcomes(campaign):
-        i = where.get(key)
-        if i is None:
-            continue
-        status[i], reply[i] = shared.setdefault(st, st), shared.setdefault(rep, rep)
-        message_id[i], attempts[i], this_run[i] = mid, att or 0, run_id is not None and rid == run_id
-        code[i] = np.nan if cd is None else cd
-        sent_at[i] = np.nan if at is None else at
+    rows = iter(journal.outcomes(campaign))
+    while chunk := list(itertools.islice(rows, 50_000)):
+        cols = list(zip(*chunk))
+        at = where.get_indexer(cols[0])
+        mine = at >= 0
+        at = at[mine]
+        pick = (lambda c: [v for v, m in zip(c, mine) if m]) if not mine.all() else list
+        status[at] = [shared.setdefault(v, v) for v in pick(cols[1])]
+        attempts[at] = [v or 0 for v in pick(cols[2])]
+        code[at] = [np.nan if v is None else v for v in pick(cols[3])]
+        reply[at] = [shared.setdefault(v, v) for v in pick(cols[4])]
+        message_id[at] = pick(cols[5])
+        sent_at[at] = [np.nan if v is None else v for v in pick(cols[6])]
+        if run_id is not None:
+            this_run[at] = [v == run_id for v in pick(cols[7])]
     return pd.DataFrame({
         "address": [it.address for it in items], "status": status,
         "reason": np.where(status == "skipped", reply, None), "code": pd.array(

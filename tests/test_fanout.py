@@ -25,6 +25,16 @@ def test_ranges_cover_every_row_once_in_order_in_worker_processes():
     assert small == [(os.getpid(), 0, 50)]                            # few rows: this process
 
 
+def test_an_error_in_a_worker_reaches_the_caller():
+    def task(a, b):
+        if a <= 7_000 < b:
+            raise ValueError(f"row {7_000} is bad")
+        return b - a
+    with pytest.raises(ValueError, match="row 7000 is bad"):
+        list(fanout.ranges(task, 10_000, workers=2, min_rows=10))
+    assert sum(fanout.ranges(lambda a, b: b - a, 10_000, workers=2, min_rows=10)) == 10_000
+
+
 def audience(n):
     df = pd.DataFrame({"email": [f"p{i}@example.com" for i in range(n)],
                        "name": [f"N{i}" for i in range(n)],
