@@ -2,10 +2,11 @@
 
 The preflight renders every row of an audience before the first message leaves; one core renders
 ~30,000 rows a second, so a million rows took most of a minute on one core while the others idled.
-:func:`ranges` splits the rows into ranges and calls ``task(start, stop)`` for each in forked
-worker processes: a forked worker inherits the task, the template and the rows, so nothing but a
-range goes in and nothing but each range's (small) result comes back. Results arrive in range
-order, so whatever is merged from them reads as if one process had gone through the rows in turn.
+:func:`ranges` splits the rows into ranges and calls ``task(start, stop)`` for each, in this
+process and in forked worker processes at the same time. A forked worker inherits the task, the
+template and the rows, so nothing but a range goes in and nothing but each range's (small) result
+comes back. Results arrive in range order, so whatever is merged from them reads as if one
+process had gone through the rows in turn.
 
 One process does it all when there are few rows (starting workers costs more than it saves), one
 core, or a system where forking a process with threads is unsafe (macOS's system libraries): the
@@ -13,8 +14,6 @@ same task, the same results. Pure apart from the processes: nothing here reads o
 """
 from __future__ import annotations
 
-import collections
-import itertools
 import os
 import pickle
 import signal
@@ -39,16 +38,17 @@ def cores() -> int:
 def plan_ranges(n: int, workers: int) -> list[tuple[int, int]]:
     """Consecutive ranges covering ``range(n)``: several per worker, so a slow range (long rows,
     big attachments to stat) does not leave the other workers idle at the end."""
-    size = max(500, min(20_000, -(-n // (workers * 8)))) if workers > 1 else max(n, 1)
+    size = max(2_000, min(20_000, -(-n // (workers * 4)))) if workers > 1 else max(n, 1)
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
 def ranges(task: Callable[[int, int], Any], n: int, *, workers: int | None = None,
            min_rows: int | None = None) -> Iterator[Any]:
     """``task(start, stop)`` for consecutive ranges covering ``range(n)``, each result yielded in
-    range order: in forked worker processes, one a core, when there are ``min_rows`` (default
-    :data:`MIN_ROWS`) or more and several cores (Linux), else in this process. ``task`` must not
-    rely on changing this process's objects: in a worker such changes stay in the worker."""
+    range order: this process and forked workers (one a core in all) take them in turn when
+    there are ``min_rows`` (default :data:`MIN_ROWS`) or more and several cores (Linux), else
+    this process does them all. ``task`` must not rely on changing this process's objects: in a
+    worker such changes stay in the worker."""
     workers = workers or WORKERS or cores()
     min_rows = MIN_ROWS if min_rows is None else min_rows
     if workers < 2 or n < min_rows or not sys.platform.startswith("linux"):
@@ -58,30 +58,30 @@ def ranges(task: Callable[[int, int], Any], n: int, *, workers: int | None = Non
     import gc
     gc.freeze()        # a worker's collector leaves the inherited objects alone (and their pages)
     try:
-        yield from _forked(task, plan_ranges(n, workers), workers)
+        yield from _shared(task, plan_ranges(n, workers), workers)
     finally:
         gc.unfreeze()
 
 
-def _forked(task: Callable[[int, int], Any], spans: list[tuple[int, int]],
+def _shared(task: Callable[[int, int], Any], spans: list[tuple[int, int]],
             workers: int) -> Iterator[Any]:
-    """Up to ``workers`` forked processes at a time, a fresh one for each range: a page a
-    worker reads is copied (reference counts are written), so a long-lived worker would end up
-    holding a copy of every row it was given; one that ends with its range gives them back.
+    """Of each ``workers`` ranges in a row, this process does the first and a forked worker
+    each of the others, at the same time. A fresh worker for each range: a page a worker reads
+    is copied (reference counts are written), so a long-lived worker would end up holding a
+    copy of every row it was given; one that ends with its range gives them back.
     (``multiprocessing.Pool(maxtasksperchild=1)`` does the same, but its ``terminate`` can hang
     on a worker it starts meanwhile.)"""
-    running: collections.deque[tuple[int, int]] = collections.deque()
-    todo = iter(spans)
+    running: dict[int, tuple[int, int]] = {}
     try:
-        for span in itertools.islice(todo, workers):
-            running.append(_start(task, span))
-        while running:
-            result = _collect(*running.popleft())
-            for span in itertools.islice(todo, 1):
-                running.append(_start(task, span))
-            yield result
+        for i, span in enumerate(spans):
+            if i % workers:
+                yield _collect(*running.pop(i))
+                continue
+            for j in range(i + 1, min(i + workers, len(spans))):
+                running[j] = _start(task, spans[j])
+            yield task(*span)
     finally:          # also when the caller stops early: the workers still running are ended
-        for pid, fd in running:
+        for pid, fd in running.values():
             os.kill(pid, signal.SIGKILL)
             os.close(fd)
             os.waitpid(pid, 0)

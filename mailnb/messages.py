@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import itertools
 import mimetypes
@@ -52,6 +53,7 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
+@functools.lru_cache(maxsize=64)        # one campaign asks once a message
 def list_id(campaign: str, from_addr: str) -> str:
     """The ``List-Id`` of a campaign (RFC 2919): the campaign name as the description and
     ``<label.domain>``, the label made of the name's letters and digits, the namespace the From

@@ -781,9 +781,13 @@ def _set_links(campaign: Campaign, it: Item) -> None:
 
 def _render_one(campaign: Campaign, it: Item, problems: list[tuple[Any, str, str, str]]
                 ) -> Rendered | None:
-    _set_links(campaign, it)
+    """The item's message parts with its own unsubscribe link (not kept on the item: the link
+    and headers are made again when it is sent, :func:`build`)."""
+    links, secret = campaign.links_and_secret
+    context = {**campaign.data, "unsubscribe_url": links.links(it.address, campaign.name,
+                                                                secret)[0]}
     try:
-        return campaign.template.render(it.values, row_id=it.row, context=it.context,
+        return campaign.template.render(it.values, row_id=it.row, context=context,
                                         default_footer=campaign.footer,
                                         default_footer_html=campaign.footer_html)
     except TemplateError as err:
