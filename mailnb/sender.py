@@ -771,21 +771,24 @@ def _render_reports(campaign: Campaign, items: list[Item], max_size: int,
             _check_one(campaign, it, r, max_size, advised, problems, skip, keep=False)
 
 
-def _set_links(campaign: Campaign, it: Item) -> None:
-    """The item's unsubscribe link (``{{ unsubscribe_url }}``) and List-Unsubscribe headers."""
+def _links(campaign: Campaign, address: str) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """A recipient's template context (``{{ unsubscribe_url }}`` and the campaign's data) and
+    List-Unsubscribe headers (None for a transactional audience)."""
     links, secret = campaign.links_and_secret
-    url, hdrs = links.links(it.address, campaign.name, secret)
-    it.context = {**campaign.data, "unsubscribe_url": url}
-    it.extra_headers = None if campaign.audience.transactional else hdrs
+    url, hdrs = links.links(address, campaign.name, secret)
+    return ({**campaign.data, "unsubscribe_url": url},
+            None if campaign.audience.transactional else hdrs)
+
+
+def _set_links(campaign: Campaign, it: Item) -> None:
+    it.context, it.extra_headers = _links(campaign, it.address)
 
 
 def _render_one(campaign: Campaign, it: Item, problems: list[tuple[Any, str, str, str]]
                 ) -> Rendered | None:
     """The item's message parts with its own unsubscribe link (not kept on the item: the link
     and headers are made again when it is sent, :func:`build`)."""
-    links, secret = campaign.links_and_secret
-    context = {**campaign.data, "unsubscribe_url": links.links(it.address, campaign.name,
-                                                                secret)[0]}
+    context, _ = _links(campaign, it.address)
     try:
         return campaign.template.render(it.values, row_id=it.row, context=context,
                                         default_footer=campaign.footer,
@@ -1040,19 +1043,19 @@ def _outcome_frame(journal: Journal, campaign: str, items: list[Item],
     shared: dict[Any, Any] = {}
     rows = iter(journal.outcomes(campaign))
     while chunk := list(itertools.islice(rows, 50_000)):
-        cols = list(zip(*chunk))
-        at = where.get_indexer(cols[0])
-        mine = at >= 0
+        keys, *cols = zip(*chunk)
+        at = where.get_indexer(keys)
+        mine = at >= 0                      # rows of this campaign the audience no longer has
         at = at[mine]
-        pick = (lambda c: [v for v, m in zip(c, mine) if m]) if not mine.all() else list
-        status[at] = [shared.setdefault(v, v) for v in pick(cols[1])]
-        attempts[at] = [v or 0 for v in pick(cols[2])]
-        code[at] = [np.nan if v is None else v for v in pick(cols[3])]
-        reply[at] = [shared.setdefault(v, v) for v in pick(cols[4])]
-        message_id[at] = pick(cols[5])
-        sent_at[at] = [np.nan if v is None else v for v in pick(cols[6])]
+        st, att, cd, rep, mid, when, rid = (np.array(c, dtype=object)[mine] for c in cols)
+        status[at] = [shared.setdefault(v, v) for v in st]
+        attempts[at] = [v or 0 for v in att]
+        code[at] = [np.nan if v is None else v for v in cd]
+        reply[at] = [shared.setdefault(v, v) for v in rep]
+        message_id[at] = mid
+        sent_at[at] = [np.nan if v is None else v for v in when]
         if run_id is not None:
-            this_run[at] = [v == run_id for v in pick(cols[7])]
+            this_run[at] = rid == run_id
     return pd.DataFrame({
         "address": [it.address for it in items], "status": status,
         "reason": np.where(status == "skipped", reply, None), "code": pd.array(
