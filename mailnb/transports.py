@@ -195,6 +195,7 @@ class _Replies(asyncio.Protocol):
 _DOT = re.compile(rb"(?m)^\.")
 #: the replies that let a transaction go on (RFC 5321 4.3.2)
 _ACCEPTED = {"MAIL": (250,), "RCPT": (250, 251), "DATA": (354,)}
+_ENVELOPE = ("MAIL", "RCPT", "DATA")
 
 class SMTPConnection:
     """One SMTP session, opened on demand and reopened after a drop."""
@@ -370,6 +371,12 @@ class SMTPConnection:
         """Whether the next message's envelope can go out with this one's end of data."""
         return self.is_open and "pipelining" in self.extensions
 
+    @property
+    def steps_before_content(self) -> tuple[str, ...]:
+        """The commands before a message's content: with CHUNKING (RFC 3030) the content goes
+        as ``BDAT <size> LAST`` with no DATA and no 354 to wait for, else MAIL, RCPT, DATA."""
+        return _ENVELOPE[:2] if "chunking" in self.extensions else _ENVELOPE
+
     async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
                    handover: Handover | None = None) -> Delivery | None:
         """Send one message to one recipient. Opens the connection if needed. Raises RelayError
@@ -379,7 +386,8 @@ class SMTPConnection:
         With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write, and once the relay has
         taken a connection's first message, the next one's MAIL, RCPT and DATA go in the same
         write as this one's end of data (RFC 2920 3.1 lets message content open a group): one
-        round trip a message."""
+        round trip a message. A relay that offers CHUNKING gets the content as one ``BDAT n
+        LAST`` chunk (RFC 3030): exact bytes, no dot-stuffing, and no DATA round trip."""
         if self.awaiting is not None:
             await self._pipelined()
         refused, self.refused = self.refused, None
@@ -397,19 +405,27 @@ class SMTPConnection:
             self._drop()             # mid-DATA: only closing the connection abandons it
             return None
         group = self._then(then) if then is not None and self.pipelines else b""
-        # dot-stuffing (RFC 5321 4.5.2), skipped when no line starts with a dot
-        body = _DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
         try:
-            await pipe.write(body + b".\r\n" + group)
+            await pipe.write(self._content(data) + group)
             code, text = await pipe.read(self.relay.timeout)
         except (OSError, asyncio.TimeoutError, ConnectionError) as err:
             return self._lost(err)
         if group and self.is_open:        # their replies are read by the next send
             self.awaiting = (then.sender, then.recipient)   # type: ignore[union-attr]
+        elif code not in (250, 421) and self.is_open:
+            await self._reset(pipe)      # as smtplib does: some relays want it after a refusal
         return self._reply(code, text) if code != 250 else \
             Delivery("sent", code, f"{code} {text}")
+
+    def _content(self, data: bytes) -> bytes:
+        """The message as it goes on the wire after the envelope: one last BDAT chunk of the
+        exact bytes, or the dot-stuffed (RFC 5321 4.5.2) data and the ending dot."""
+        body = data if data.endswith(b"\r\n") else data + b"\r\n"
+        if "chunking" in self.extensions:
+            return b"BDAT %d LAST\r\n" % len(body) + body
+        if body.startswith(b".") or b"\n." in body:     # skipped when no line starts with a dot
+            body = _DOT.sub(b"..", body)
+        return body + b".\r\n"
 
     async def _start(self, sender: str, recipient: str, data: bytes,
                      smtputf8: bool) -> Delivery | None:
@@ -434,7 +450,7 @@ class SMTPConnection:
             replies = await self._envelope(pipe, mail, rcpt, self.relay.timeout)
         except (OSError, asyncio.TimeoutError, ConnectionError) as err:
             return self._lost(err)
-        for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
+        for step, (code, text) in zip(self.steps_before_content, replies):
             if code not in _ACCEPTED[step]:
                 return await self._refused(pipe, step, code, text, sender)
         return None
@@ -445,23 +461,31 @@ class SMTPConnection:
         params = self._params(then.sender, then.recipient, then.data, then.smtputf8)
         if isinstance(params, Delivery):
             return b""
+        data = "DATA\r\n" if "DATA" in self.steps_before_content else ""
         return (f"MAIL FROM:<{then.sender}>{params}\r\nRCPT TO:<{then.recipient}>\r\n"
-                f"DATA\r\n").encode()
+                f"{data}").encode()
 
     async def _pipelined(self) -> None:
         """Read the replies to the envelope that went out with the last end of data: that
-        message is ready (354), or refused (its send handles the refusal), or the connection is
+        message is ready (354, or with CHUNKING MAIL and RCPT taken), or refused (its send handles the refusal), or the connection is
         dropped (its send opens a new one). Read only now, so the last message's outcome was
-        recorded without waiting for them."""
+        recorded without waiting for them.
+
+        A 503 to that MAIL is the relay still counting the last transaction as open (some want
+        a RSET after a refused message): its RCPT and DATA may have joined that transaction, so
+        only a new connection is clean. It is not a refusal of this message."""
         then, self.awaiting = self.awaiting, None
         pipe = self.smtp
+        steps = self.steps_before_content
         assert pipe is not None and then is not None
         try:
-            replies = [await pipe.read(self.relay.timeout) for _ in range(3)]
+            replies = [await pipe.read(self.relay.timeout) for _ in steps]
         except (OSError, asyncio.TimeoutError, ConnectionError):
+            replies = []
+        if not replies or replies[0][0] == 503:
             self._drop()
             return
-        for step, (code, text) in zip(("MAIL", "RCPT", "DATA"), replies):
+        for step, (code, text) in zip(steps, replies):
             if code not in _ACCEPTED[step]:
                 self.refused = (then, step, code, text)
                 return
@@ -490,28 +514,27 @@ class SMTPConnection:
 
     async def _envelope(self, pipe: _Replies, mail: bytes, rcpt: bytes,
                         timeout: float) -> list[tuple[int, str]]:
-        """MAIL, RCPT and DATA: in one write with PIPELINING (two round trips a message instead
-        of four), else one by one, stopping at the first refusal."""
+        """MAIL, RCPT and DATA (no DATA with CHUNKING): in one write with PIPELINING (two round
+        trips a message instead of four), else one by one, stopping at the first refusal."""
+        steps = self.steps_before_content
+        commands = dict(zip(_ENVELOPE, (mail, rcpt, b"DATA\r\n")))
         if "pipelining" in self.extensions:
-            await pipe.write(mail + rcpt + b"DATA\r\n")
-            return [await pipe.read(timeout), await pipe.read(timeout), await pipe.read(timeout)]
-        await pipe.write(mail)
-        r_mail = r_rcpt = r_data = await pipe.read(timeout)
-        if r_mail[0] == 250:
-            await pipe.write(rcpt)
-            r_rcpt = r_data = await pipe.read(timeout)
-            if r_rcpt[0] in (250, 251):
-                await pipe.write(b"DATA\r\n")
-                r_data = await pipe.read(timeout)
-        return [r_mail, r_rcpt, r_data]
+            await pipe.write(b"".join(commands[step] for step in steps))
+            return [await pipe.read(timeout) for _ in steps]
+        replies: list[tuple[int, str]] = []
+        for step in steps:
+            await pipe.write(commands[step])
+            replies.append(await pipe.read(timeout))
+            if replies[-1][0] not in _ACCEPTED[step]:
+                break
+        return replies
 
     async def _refused(self, pipe: _Replies, step: str, code: int, text: str,
                        sender: str) -> Delivery:
         """A command of the envelope was refused: reset the transaction; a refused sender stops
         the run (every message would be refused alike)."""
         if code != 421:
-            await pipe.write(b"RSET\r\n")
-            await pipe.read(self.relay.timeout)
+            await self._reset(pipe)
         if step == "MAIL" and (code == 530 or "authentication required" in text.lower()):
             self._drop()            # RFC 4954 6: the relay wants a login first
             raise AuthenticationError(
@@ -525,6 +548,15 @@ class SMTPConnection:
                              f"Use a sender (From or bounce address) the relay accepts for this "
                              f"account.", host=self.relay.host, port=self.relay.port, code=code)
         return self._reply(code, text)
+
+    async def _reset(self, pipe: _Replies) -> None:
+        """RSET: the relay forgets a refused transaction; a relay that does not answer is
+        dropped (the next send opens a new connection)."""
+        try:
+            await pipe.write(b"RSET\r\n")
+            await pipe.read(self.relay.timeout)
+        except (OSError, asyncio.TimeoutError, ConnectionError):
+            self._drop()
 
     def _reply(self, code: int, message: str) -> Delivery:
         if code in (421, 221):

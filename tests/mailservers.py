@@ -195,15 +195,18 @@ service stats {{
 
 class Postfix:
     """A private Postfix on 127.0.0.1 that delivers example.test to Dovecot (unknown users bounce),
-    relays remote.test to a loopback SMTP server (the remote MX), and sends nothing anywhere else."""
+    relays remote.test to a loopback SMTP server (the remote MX), and sends nothing anywhere else.
+    Without Dovecot it only relays. ``extra``: main.cf lines added at the end."""
 
-    def __init__(self, dovecot: Dovecot, remote_mx_port: int, *, strict: bool = False) -> None:
+    def __init__(self, dovecot: Dovecot | None, remote_mx_port: int, *, strict: bool = False,
+                 extra: str = "") -> None:
         require("postfix")
         self.dovecot = dovecot
         self.remote_mx_port = remote_mx_port
         self.dir = Path(tempfile.mkdtemp(prefix="pf-", dir="/tmp"))
         self.port = free_port()
         self.strict = strict
+        self.extra = extra
 
     def start(self) -> Postfix:
         d, dov = self.dir, self.dovecot
@@ -218,6 +221,14 @@ smtpd_reject_unlisted_sender = no
 smtpd_data_restrictions = reject_unauth_pipelining, reject_multi_recipient_bounce
 smtpd_forbid_bare_newline = normalize
 """ if self.strict else ""
+        local = """
+virtual_mailbox_domains = example.test
+virtual_transport = dovecot
+dovecot_destination_recipient_limit = 1
+""" if dov is not None else ""
+        lda = f"""dovecot    unix  - n n -  - pipe
+  flags=DRhu user=mail:mail argv=/usr/lib/dovecot/dovecot-lda -c {dov.conf} -f ${{sender}} -d ${{user}}@${{domain}} -m Bounces
+""" if dov is not None else ""
         (d / "etc" / "main.cf").write_text(f"""
 compatibility_level = 3.6
 queue_directory = {d}/spool
@@ -243,10 +254,8 @@ alias_database =
 local_recipient_maps =
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
-virtual_mailbox_domains = example.test
 recipient_delimiter = +
-virtual_transport = dovecot
-dovecot_destination_recipient_limit = 1
+{local}
 transport_maps = inline:{{ remote.test=smtp:[127.0.0.1]:{self.remote_mx_port} }}
 smtp_tls_security_level = none
 default_transport = error:outbound delivery disabled in test instance
@@ -256,7 +265,8 @@ queue_run_delay = 5s
 minimal_backoff_time = 5s
 maximal_backoff_time = 10s
 delay_warning_time = 0
-{strict}""")
+{strict}
+{self.extra}""")
         (d / "etc" / "master.cf").write_text(f"""
 127.0.0.1:{self.port} inet n - n - - smtpd
 pickup     unix  n - n 60 1 pickup
@@ -278,9 +288,7 @@ discard    unix  - - n -  - discard
 anvil      unix  - - n -  1 anvil
 scache     unix  - - n -  1 scache
 postlog    unix-dgram n - n - 1 postlogd
-dovecot    unix  - n n -  - pipe
-  flags=DRhu user=mail:mail argv=/usr/lib/dovecot/dovecot-lda -c {dov.conf} -f ${{sender}} -d ${{user}}@${{domain}} -m Bounces
-""")
+{lda}""")
         conf = str(d / "etc")
         subprocess.run(["postfix", "-c", conf, "check"], check=True, timeout=60,
                        capture_output=True)

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 def free_port() -> int:
@@ -43,9 +43,14 @@ class Recorder:
     - ``tempdata*``: 451 at DATA, always
     - ``stallrcpt*``: RCPT answered after ``slow_seconds`` the first time (the content never comes)
     - ``hold*``: the message is kept at once, its DATA answered after ``slow_seconds`` the first time
+    - ``sticky*``: 552 at DATA, and the transaction stays open until RSET (a server that wants RSET
+      after a refused message: the next MAIL is a 503 "nested MAIL", its RCPT and DATA join the
+      open transaction)
     """
 
-    def __init__(self, grey_times: int = 1, slow_seconds: float = 3.0, delay: float = 0.0) -> None:
+    def __init__(self, grey_times: int = 1, slow_seconds: float = 3.0, delay: float = 0.0, *,
+                 pipelining: bool = False) -> None:
+        self.pipelining = pipelining      # offer PIPELINING (aiosmtpd takes pipelined commands)
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.tries: Counter[str] = Counter()
@@ -53,6 +58,14 @@ class Recorder:
         self.slow_seconds = slow_seconds
         self.delay = delay
         self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.connections += 1       # sessions that said EHLO (not a bare connect)
+        if self.pipelining:
+            return responses[:-1] + ["250-PIPELINING", responses[-1]]
+        return responses
 
     @staticmethod
     def local(address: str) -> str:
@@ -80,7 +93,7 @@ class Recorder:
         local = self.local(rcpt)
         if self.delay:
             await asyncio.sleep(self.delay)
-        if local.startswith("big"):
+        if local.startswith(("big", "sticky")):
             return "552 5.3.4 Message size exceeds fixed limit"
         if local.startswith("tempdata"):
             return "451 4.3.0 Temporary local problem"
@@ -120,6 +133,22 @@ def authenticator(users: dict[str, str]):
     return check
 
 
+class _StickySMTP(SMTP):
+    def _set_post_data_state(self) -> None:
+        rcpts = self.envelope.rcpt_tos if self.envelope is not None else []
+        if rcpts and Recorder.local(rcpts[0]).startswith("sticky"):
+            return              # the refused transaction stays open: MAIL gets "503 nested MAIL"
+        super()._set_post_data_state()
+
+    def _set_rset_state(self) -> None:
+        self.envelope = self._create_envelope()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _StickySMTP(self.handler, **self.SMTP_kwargs)
+
+
 @dataclass
 class Server:
     host: str
@@ -154,7 +183,7 @@ def start_smtp(mode: str = "plain", *, auth: dict[str, str] | None = None,
         # connection is TLS there, so the check is off on that listener only
         kwargs.update(authenticator=authenticator(auth), auth_required=True,
                       auth_require_tls=(mode == "starttls"))
-    controller = Controller(recorder, **kwargs)
+    controller = _Controller(recorder, **kwargs)
     controller.start()
     return Server("127.0.0.1", port, recorder, controller)
 

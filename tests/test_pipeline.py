@@ -247,6 +247,7 @@ def test_alternate_from_from_profile_notebook_parameter_and_cli(inputs, smtp, co
 
 
 def test_requires_login_without_username_and_ports(smtp, config_dir):
+    before = smtp.recorder.connections, len(smtp.recorder.messages)
     prof = Profile(name="x", host="127.0.0.1", port=smtp.port, security="none",
                    requires_auth=True, from_addr="news@example.org")
     assert "username" in prof.problems()
@@ -255,7 +256,7 @@ def test_requires_login_without_username_and_ports(smtp, config_dir):
     with pytest.raises(ConfigError, match="requires a login"):
         mailnb.send(mailnb.Campaign("x", mailnb.Audience(people(1)), mailnb.Template("s", text="t"),
                                     from_addr="news@example.org"), prof)
-    assert smtp.recorder.connections == 0 and smtp.recorder.messages == []
+    assert (smtp.recorder.connections, len(smtp.recorder.messages)) == before
     assert Profile(host="smtp.example.org", security="tls", username="u").relay().port == 465
     assert Profile(host="smtp.example.org", security="none", username="u").relay().port == 25
     assert Profile(host="smtp.example.org", username="u").relay().port == 587
