@@ -26,7 +26,8 @@ class Slow(SMTP):
     async def push(self, status):
         reader = getattr(self, "_reader", None)
         pending = bool(reader is not None and getattr(reader, "_buffer", b""))
-        if DELAY and (EVERY or not pending):
+        more = status[3:4] == "-"     # a line of a multi-line reply (EHLO): the rest follows at once
+        if DELAY and not more and (EVERY or not pending):
             await asyncio.sleep(DELAY)
         await super().push(status)
 
