@@ -1017,14 +1017,17 @@ def result_frame(campaign: Campaign, journal: Journal, run_id: str | None,
                                    "status": "excluded", "attempts": 0, "this_run": False,
                                    "reason": f"never got {campaign.follow_up!r}"},
                                   index=[it.row for it in plan.unreached]))
-    out = pd.concat(parts) if len(parts) > 1 else sent
-    if not out.index.equals(aud.data.index):
-        out = out.reindex([i for i in aud.data.index if i in out.index])
-    out = out[RESULT_COLUMNS]
-    out["code"] = out["code"].astype("Int64")
-    out["attempts"] = out["attempts"].fillna(0).astype(int)
-    out["this_run"] = out["this_run"].fillna(False).astype(bool)
-    out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
+    if len(parts) == 1 and sent.index.equals(aud.data.index):
+        out = sent          # already in order and typed: no copy of a million-row frame
+    else:
+        out = pd.concat(parts) if len(parts) > 1 else sent
+        if not out.index.equals(aud.data.index):
+            out = out.reindex([i for i in aud.data.index if i in out.index])
+        out = out[RESULT_COLUMNS]
+        out["code"] = out["code"].astype("Int64")
+        out["attempts"] = out["attempts"].fillna(0).astype(int)
+        out["this_run"] = out["this_run"].fillna(False).astype(bool)
+        out["sent_at"] = pd.to_datetime(out["sent_at"], utc=True)
     out.index.name = aud.data.index.name
     return out
 
@@ -1042,7 +1045,9 @@ def _outcome_frame(journal: Journal, campaign: str, items: list[Item],
     attempts, this_run = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     shared: dict[Any, Any] = {}
     rows = iter(journal.outcomes(campaign))
-    while chunk := list(itertools.islice(rows, 50_000)):
+    # small chunks: a row's tuple and strings are freed before the next chunk is read (50,000 at a
+    # time held +110 MB at 100,000 rows, 5,000 +60 MB, in the same time)
+    while chunk := list(itertools.islice(rows, 5_000)):
         keys, *cols = zip(*chunk)
         at = where.get_indexer(keys)
         mine = at >= 0                      # rows of this campaign the audience no longer has
