@@ -22,16 +22,22 @@ import mailnb
 BODY = ".starts with a dot\n.\n..two dots\nend for {{ first_name }}\n"
 
 
-def commands(postfix: Postfix) -> Counter[str]:
+def commands(postfix: Postfix, seconds: float = 10) -> Counter[str]:
     """Commands Postfix's smtpd was given, summed over connections from its "disconnect" lines
     ("ehlo=1 mail=5 rcpt=4/5 bdat=3/4 quit=1": the count after the slash is all, before it the
-    accepted ones)."""
+    accepted ones). Waits for the QUIT of mailnb's connection to be logged."""
+    deadline = time.time() + seconds
+    while True:
+        lines = [line for line in postfix.log().splitlines()
+                 if "smtpd[" in line and " disconnect from " in line and " quit=" in line]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.1)
     seen: Counter[str] = Counter()
-    for line in postfix.log().splitlines():
-        if "smtpd[" in line and " disconnect from " in line:
-            for name, ok, total in re.findall(r" (\w+)=(\d+)(?:/(\d+))?", line):
-                seen[name] += int(total or ok)
-                seen[name + "_ok"] += int(ok)
+    for line in lines:
+        for name, ok, total in re.findall(r" (\w+)=(\d+)(?:/(\d+))?", line):
+            seen[name] += int(total or ok)
+            seen[name + "_ok"] += int(ok)
     return seen
 
 
