@@ -329,9 +329,9 @@ def _retrying(method: Any) -> Any:
 for _name in ("start_run", "heartbeat", "end_run", "runs", "add_recipients", "recover", "reset",
               "states", "apply", "hold", "others_hold", "record", "release", "in_cap",
               "reserve_slot", "sent_since", "sent_times", "cap_frees_at", "find_message",
-              "find_recipient", "responded", "history", "outcomes", "unsubscribe", "unsubscribes", "suppress",
-              "unsuppress", "suppressions", "suppressed", "bounce_sources", "unsettled_bounces",
-              "record_bounces", "bounce_history", "last_success", "bounces", "events", "forget",
+              "find_recipient", "responded", "history", "outcomes", "unsubscribe", "unsubscribes",
+              "suppress", "unsuppress", "suppressions", "suppressed", "bounce_sources",
+              "unsettled_bounces", "record_bounces", "bounce_history", "last_success", "bounces", "events", "forget",
               "about", "purge_before", "forgotten_hashes", "campaign_counts"):
     if hasattr(PostgresJournal, _name):
         setattr(PostgresJournal, _name, _retrying(getattr(PostgresJournal, _name)))

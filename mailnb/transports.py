@@ -197,6 +197,13 @@ _DOT = re.compile(rb"(?m)^\.")
 _ACCEPTED = {"MAIL": (250,), "RCPT": (250, 251), "DATA": (354,)}
 _ENVELOPE = ("MAIL", "RCPT", "DATA")
 
+
+def _commands(sender: str, recipient: str, params: str) -> dict[str, bytes]:
+    """A message's envelope commands by step (RFC 5321 4.1.1)."""
+    return {"MAIL": f"MAIL FROM:<{sender}>{params}\r\n".encode(),
+            "RCPT": f"RCPT TO:<{recipient}>\r\n".encode(), "DATA": b"DATA\r\n"}
+
+
 class SMTPConnection:
     """One SMTP session, opened on demand and reopened after a drop."""
 
@@ -444,10 +451,9 @@ class SMTPConnection:
         params = self._params(sender, recipient, data, smtputf8)
         if isinstance(params, Delivery):
             return params
-        mail = f"MAIL FROM:<{sender}>{params}\r\n".encode()
-        rcpt = f"RCPT TO:<{recipient}>\r\n".encode()
         try:
-            replies = await self._envelope(pipe, mail, rcpt, self.relay.timeout)
+            replies = await self._envelope(pipe, _commands(sender, recipient, params),
+                                           self.relay.timeout)
         except (OSError, asyncio.TimeoutError, ConnectionError) as err:
             return self._lost(err)
         for step, (code, text) in zip(self.steps_before_content, replies):
@@ -461,15 +467,14 @@ class SMTPConnection:
         params = self._params(then.sender, then.recipient, then.data, then.smtputf8)
         if isinstance(params, Delivery):
             return b""
-        data = "DATA\r\n" if "DATA" in self.steps_before_content else ""
-        return (f"MAIL FROM:<{then.sender}>{params}\r\nRCPT TO:<{then.recipient}>\r\n"
-                f"{data}").encode()
+        commands = _commands(then.sender, then.recipient, params)
+        return b"".join(commands[step] for step in self.steps_before_content)
 
     async def _pipelined(self) -> None:
         """Read the replies to the envelope that went out with the last end of data: that
-        message is ready (354, or with CHUNKING MAIL and RCPT taken), or refused (its send handles the refusal), or the connection is
-        dropped (its send opens a new one). Read only now, so the last message's outcome was
-        recorded without waiting for them.
+        message is ready (354, or with CHUNKING MAIL and RCPT taken), or refused (its send
+        handles the refusal), or the connection is dropped (its send opens a new one). Read only
+        now, so the last message's outcome was recorded without waiting for them.
 
         A 503 to that MAIL is the relay still counting the last transaction as open (some want
         a RSET after a refused message): its RCPT and DATA may have joined that transaction, so
@@ -512,12 +517,11 @@ class SMTPConnection:
             params += " BODY=8BITMIME"
         return params
 
-    async def _envelope(self, pipe: _Replies, mail: bytes, rcpt: bytes,
+    async def _envelope(self, pipe: _Replies, commands: dict[str, bytes],
                         timeout: float) -> list[tuple[int, str]]:
         """MAIL, RCPT and DATA (no DATA with CHUNKING): in one write with PIPELINING (two round
         trips a message instead of four), else one by one, stopping at the first refusal."""
         steps = self.steps_before_content
-        commands = dict(zip(_ENVELOPE, (mail, rcpt, b"DATA\r\n")))
         if "pipelining" in self.extensions:
             await pipe.write(b"".join(commands[step] for step in steps))
             return [await pipe.read(timeout) for _ in steps]

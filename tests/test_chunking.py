@@ -114,7 +114,8 @@ smtpd_recipient_restrictions = check_recipient_access inline:{ {refused@remote.t
         assert "no such person" in out.loc[addresses[2], "reply"]
         got = relayed(mx, 3)
         assert sorted(got) == sorted(addresses[i] for i in (0, 3, 4))
-        assert Counter(r for m in mx.recorder.messages for r in m.rcpt_tos).most_common(1)[0][1] == 1
+        taken = Counter(r for m in mx.recorder.messages for r in m.rcpt_tos)
+        assert max(taken.values()) == 1                      # nobody twice
         for address, name in zip(addresses[3:], "CD"):
             assert f"end for {name}\r\n".encode() in got[address]
         used = commands(postfix)
