@@ -82,7 +82,7 @@ def main() -> None:
     sink = Sink("aiosmtpd", delay=a.delay, every=True, log=str(log))
     runs = []
     try:
-        from mailnb.journal import SQLiteJournal
+        from mailnb.journal.sqlite import SQLiteJournal
         SQLiteJournal(journal).close()
         for _ in range(a.kills):
             runs.append(one_run(a.messages, sink.port, journal, log, rng.uniform(0, 0.5)))

@@ -1,6 +1,6 @@
 """Benchmark 3: the preflight (validate the audience, render every row, check sizes and headers) of
 100,000 and 1,000,000 rows: seconds and peak memory, each in a fresh process, on every core
-(rows rendered in forked workers, :mod:`mailnb.fanout`) and, as the peer in the same run, in one
+(rows rendered in forked workers, :mod:`mailnb.util.fanout`) and, as the peer in the same run, in one
 process. ``peak_mb`` is the main process's peak (the DataFrame included); ``worker_peak_mb`` the
 largest worker's, most of it pages shared with the main process (forked, copy-on-write);
 ``all_pss_mb`` the most the main process and its workers held together (proportional set size,
@@ -30,7 +30,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {bench!r})
     {sampler}
     import mailnb
-    from mailnb import fanout
+    from mailnb.util import fanout
     from _common import TEMPLATE, frame
     n, fanout.WORKERS = int(sys.argv[1]), int(sys.argv[2])
     df = frame(n)

@@ -31,7 +31,7 @@ CHILD = textwrap.dedent("""
     import pandas as pd
     import mailnb
     n, regions, port, journal = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    mailnb.embeds.DRAW_WORKERS = int(sys.argv[5]) or None
+    mailnb.compose.embeds.DRAW_WORKERS = int(sys.argv[5]) or None
     started = time.perf_counter()
     names = [f"Region {k}" for k in range(regions)]
     sales = pd.DataFrame([(r, m, 1000.0 + 37.5 * k + i) for i, r in enumerate(names)

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
                      RecipientError, RelayError, SecretMissingError, TemplateError, TLSError)
-from .messages import build_message
-from .recipients import Audience, Blocklist, Suppressions, Unsubscribes
-from .journal import Journal, SQLiteJournal, history
-from .pgjournal import PostgresJournal   # registers the postgresql:// journals (psycopg loads on use)
-from .pacing import Pacing
-from .sender import Campaign, StoppedError, send, send_async, send_test
+from .compose.messages import build_message
+from .audience.recipients import Audience, Blocklist, Suppressions, Unsubscribes
+from .journal.sqlite import Journal, SQLiteJournal, history
+from .journal.postgres import PostgresJournal   # registers the postgresql:// journals (psycopg loads on use)
+from .config.pacing import Pacing
+from .sending.sender import Campaign, StoppedError, send, send_async, send_test
 from .job import Job
-from .options import SendOptions
-from .settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
-from .templates import Template
-from .transports import check_relay
+from .config.options import SendOptions
+from .config.settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
+from .compose.templates import Template
+from .transports.smtp import check_relay
 
 __version__ = "0.1.0"
 

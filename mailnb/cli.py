@@ -42,7 +42,7 @@ def _relay_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from .job import Job
-    from .sender import StoppedError
+    from .sending.sender import StoppedError
     settings = {name: getattr(args, name) for name in Job.setting_names()
                 if getattr(args, name, None) is not None}
     settings.setdefault("progress", "auto")
@@ -63,8 +63,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_login(args: argparse.Namespace) -> int:
     """Sign in once with OAuth2 (the device code: open the URL, enter the code); later sends on
     this machine sign in silently."""
-    from .oauth import login
-    from .settings import Profile
+    from .config.oauth import login
+    from .config.settings import Profile
     prof = Profile.load(args.profile)
     changes = {k: v for k, v in (("oauth_client_id", args.oauth_client_id),
                                  ("oauth_tenant", args.oauth_tenant),
@@ -80,8 +80,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def _privacy_target(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The journal and the message folders of --journal / --profile."""
-    from .privacy import message_folders
-    from .settings import Profile
+    from .journal.privacy import message_folders
+    from .config.settings import Profile
     prof = Profile.load(args.profile) if args.profile or not args.journal else None
     journal = args.journal or (prof.journal if prof else None) or None
     folders = (message_folders(prof) if prof else []) + list(args.folder or [])
@@ -93,8 +93,8 @@ def _said(what: str, counts: dict[str, int]) -> str:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from .privacy import forget
-    from .recipients import read_table
+    from .journal.privacy import forget
+    from .audience.recipients import read_table
     addresses = list(args.address)
     if args.file:
         table = read_table(args.file)
@@ -108,7 +108,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import json
-    from .privacy import export
+    from .journal.privacy import export
     journal, _ = _privacy_target(args)
     held = export(args.address, journal)
     if args.json:
@@ -125,8 +125,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from .privacy import purge
-    from .settings import Profile
+    from .journal.privacy import purge
+    from .config.settings import Profile
     journal, folders = _privacy_target(args)
     older = args.older_than or (Profile.load(args.profile).retention if args.profile or
                                 not args.journal else "")
@@ -140,12 +140,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .journal import history
-    from .settings import Profile
+    from .journal.sqlite import history
+    from .config.settings import Profile
     journal = args.journal or (Profile.load(args.profile).journal if args.profile else None)
     df = history(args.campaign, journal or None, status=args.status)
     if args.csv:
-        from .files import open_private
+        from .util.files import open_private
         with open_private(args.csv, newline="") as f:
             df.to_csv(f, index=False)
         print(f"mailnb: {len(df)} row(s) written to {args.csv}")
@@ -183,8 +183,8 @@ def _send_args(s: argparse.ArgumentParser) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """The relay as `mailnb send` would resolve it (Job.settings), checked without sending."""
     from .job import Job
-    from .settings import Relay
-    from .transports import check_relay
+    from .config.settings import Relay
+    from .transports.smtp import check_relay
     given = {k: getattr(args, k) for k in ("profile", "host", "port", "security", "username",
                                            "helo", "cafile", "pickup") if getattr(args, k)}
     if args.insecure:
@@ -220,15 +220,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_sender(args: argparse.Namespace) -> int:
-    from .dnscheck import check_sender
-    from .settings import Profile
+    from .transports.dnscheck import check_sender
+    from .config.settings import Profile
     report = check_sender(Profile.load(args.profile), nameserver=args.nameserver)
     print(repr(report))
     return 0 if report.ok else 1
 
 
 def cmd_dkim_key(args: argparse.Namespace) -> int:
-    from .signing import generate_key
+    from .compose.signing import generate_key
     generate_key(args.selector, args.domain, args.path, bits=args.bits)
     print(f"Set dkim_selector={args.selector!r}, dkim_domain={args.domain!r} and "
           f"dkim_key_file={args.path!r} in your profile.")
@@ -236,8 +236,8 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .bounces import process_bounces, process_replies, summary_line
-    from .settings import Profile
+    from .inbound.bounces import process_bounces, process_replies, summary_line
+    from .config.settings import Profile
     profile = Profile.load(args.profile)
     if args.command == "replies":
         found = process_replies(profile, folder=args.folder, since=args.since)
@@ -246,22 +246,22 @@ def cmd_bounces(args: argparse.Namespace) -> int:
                                 threshold=args.threshold)
     print(f"mailnb: {args.command}: {summary_line(found)}")
     if args.results:
-        from .files import open_private
+        from .util.files import open_private
         with open_private(args.results, newline="") as f:
             found.to_csv(f, index=False)
     return 0
 
 
 def cmd_unsubscribes(args: argparse.Namespace) -> int:
-    from .journal import open_journal
-    from .settings import Profile
-    from .unsubscribes import from_hits, process_unsubscribe_mailbox
+    from .journal.sqlite import open_journal
+    from .config.settings import Profile
+    from .inbound.unsubscribes import from_hits, process_unsubscribe_mailbox
     profile = Profile.load(args.profile)
     journal = open_journal(args.journal or profile.journal or None, new=True)
     if args.hits:
         out = from_hits(args.hits, journal, policy=profile.exclusion_policy)
     else:
-        from .mailbox import Mailbox
+        from .inbound.mailbox import Mailbox
         mb = Mailbox.from_profile(profile, folder=args.folder)
         out = process_unsubscribe_mailbox(mb, journal, policy=profile.exclusion_policy)
     counts = out["result"].map(lambda r: r.split(":")[0]).value_counts().to_dict() if len(out) \
@@ -272,7 +272,7 @@ def cmd_unsubscribes(args: argparse.Namespace) -> int:
 
 
 def cmd_journal_copy(args: argparse.Namespace) -> int:
-    from .journal import copy_journal
+    from .journal.sqlite import copy_journal
     out = copy_journal(args.source, args.target)
     print(out.to_string(index=False))
     print(f"mailnb: copied {int(out['source'].sum())} row(s); every table's count matches")
@@ -280,14 +280,14 @@ def cmd_journal_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from .settings import config_dir, list_profiles
+    from .config.settings import config_dir, list_profiles
     names = list_profiles()
     print(f"profiles in {config_dir() / 'profiles'}: {', '.join(names) or 'none'}")
     return 0
 
 
 def cmd_profiles_show(args: argparse.Namespace) -> int:
-    from .settings import Profile
+    from .config.settings import Profile
     prof = Profile.load(args.name)
     for key, value in prof.to_dict().items():
         if value not in ("", None) and key != "name":
@@ -300,7 +300,7 @@ def cmd_profiles_create(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
     from .errors import ConfigError
-    from .settings import Profile, apply_preset, config_dir
+    from .config.settings import Profile, apply_preset, config_dir
     given = {f.name: getattr(args, f.name) for f in fields(Profile)
              if f.name not in ("name", "provider") and getattr(args, f.name, None) is not None}
     prof = Profile(name=args.name)
@@ -324,7 +324,7 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
 
     from .errors import flag_name
     from .job import Job
-    from .settings import PRESETS, PROFILE_KEYS_HELP, Profile
+    from .config.settings import PRESETS, PROFILE_KEYS_HELP, Profile
     job = {f.name: f for f in fields(Job)}
     c.add_argument("name", help="the profile's name (letters, digits, '.', '_', '-')")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a provider's host, port, security "
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     from .errors import door
-    from .files import private_umask
+    from .util.files import private_umask
     args = build_parser().parse_args(argv)
     with door("cli"), warnings.catch_warnings():
         warnings.showwarning = _show_warning

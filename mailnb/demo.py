@@ -50,11 +50,11 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
     import pandas as pd
     import papermill
 
-    from .journal import SQLiteJournal
-    from .settings import CONFIG_DIR_ENV, Profile
+    from .journal.sqlite import SQLiteJournal
+    from .config.settings import CONFIG_DIR_ENV, Profile
     from .sink import Sink
 
-    from .files import private_dir
+    from .util.files import private_dir
     output = private_dir(output.resolve())
     os.environ[CONFIG_DIR_ENV] = str(output / "config")      # the kernel inherits it
     captured = output / "captured"

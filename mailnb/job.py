@@ -18,15 +18,15 @@ import pandas as pd
 
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError, alt, arg, flag_name
-from .files import open_private
-from .journal import open_journal
-from .options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
-from .privacy import forgotten
-from .recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
+from .util.files import open_private
+from .journal.sqlite import open_journal
+from .config.options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
+from .journal.privacy import forgotten
+from .audience.recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
                          address_key, csv_lines, read_table)
-from .sender import Campaign, send, send_test
-from .settings import PROFILE_KEYS_HELP, Profile, Relay
-from .templates import Template
+from .sending.sender import Campaign, send, send_test
+from .config.settings import PROFILE_KEYS_HELP, Profile, Relay
+from .compose.templates import Template
 
 
 def _s(help: str) -> Any:
@@ -377,8 +377,8 @@ def _data_value(name: str, value: Any) -> Any:
 def settings_table() -> str:
     """The README's table: every setting with its profile key, notebook parameter, CLI flag, API
     and effect, generated from the code (a test holds the README to it)."""
-    from .options import SendOptions
-    from .sender import Campaign
+    from .config.options import SendOptions
+    from .sending.sender import Campaign
     job = {f.name: f for f in fields(Job)}
     prof = {f.name for f in fields(Profile)}
     places = [("send()", {f.name for f in fields(SendOptions)}),

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from .files import private_dir
-from .transports import safe_name, unique_path, write_atomic
+from .util.files import private_dir
+from .transports.smtp import safe_name, unique_path, write_atomic
 
 
 class _Capture:

@@ -16,14 +16,14 @@ from typing import Any
 
 import ipywidgets as W
 
-from .dnscheck import check_sender
+from .transports.dnscheck import check_sender
 from .errors import MailnbError
-from .marks import WRAP, mark, marked
-from .mailbox import list_folders
-from .oauth import login
-from .sender import send_test_message
-from .settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, apply_preset
-from .transports import check_relay
+from .util.marks import WRAP, mark, marked
+from .inbound.mailbox import list_folders
+from .config.oauth import login
+from .sending.sender import send_test_message
+from .config.settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, apply_preset
+from .transports.smtp import check_relay
 
 _WIDE = {"description_width": "150px"}
 
@@ -198,7 +198,7 @@ class RelayForm(_Form):
         return [self.signin_button, self.test_button, self.send_button, *super()._buttons()]
 
     def sign_in(self) -> threading.Thread | None:
-        """OAuth2 device code (``mailnb.oauth.login``): the form shows the URL and the code, and
+        """OAuth2 device code (``mailnb.config.oauth.login``): the form shows the URL and the code, and
         says when the sign-in is done. It runs in a thread, so the notebook stays usable."""
         prof = replace(self.read(), auth="oauth2")
         try:

@@ -121,11 +121,11 @@ def idp(tmp_path, monkeypatch, config_dir):
     REQUESTS_CA_BUNDLE; msal's in-process sign-ins start afresh."""
     from oauth_server import IdentityProvider
 
-    import mailnb.oauth
+    import mailnb.config.oauth
     p = IdentityProvider(tmp_path, "researcher@contoso.example")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", p.cafile)
     monkeypatch.delenv("MAILNB_OAUTH_REFRESH_TOKEN", raising=False)
-    mailnb.oauth._SIGN_INS.clear()
+    mailnb.config.oauth._SIGN_INS.clear()
     yield p
     p.stop()
 

@@ -320,7 +320,7 @@ def device_sign_in(idp: IdentityProvider, who) -> str:
     """The device-code flow as a person does it: read the code shown, enter it at the URL."""
     import re
 
-    from mailnb.oauth import login
+    from mailnb.config.oauth import login
     said: list[str] = []
     t = threading.Thread(target=login, args=(who,), kwargs={"show": said.append})
     t.start()

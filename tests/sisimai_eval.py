@@ -1,4 +1,4 @@
-"""Run mailnb.bounces.parse over the shared Sisimai corpus and compare with its labels; then check
+"""Run mailnb.inbound.bounces.parse over the shared Sisimai corpus and compare with its labels; then check
 that the rules generalise: for each family of samples (the MTA or provider prefix of a file name,
 ``lhost-postfix``, ``rhost-google``), measure agreement on that family with every rule that
 matches only that family's samples switched off, so a family is judged by rules that other
@@ -15,10 +15,10 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from mailnb import classify
-from mailnb.bounces import parse
-from mailnb.bounce_rules import RULES
-from mailnb.classify import reviewing_rules
+from mailnb.inbound import classify
+from mailnb.inbound.bounces import parse
+from mailnb.inbound.bounce_rules import RULES
+from mailnb.inbound.classify import reviewing_rules
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "bounces" / "sisimai"
 NON_BOUNCE = {"feedback": "feedback", "vacation": "auto-reply", "delivered": "delivered"}

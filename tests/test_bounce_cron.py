@@ -16,7 +16,7 @@ from conftest import dsn
 from imapclient import IMAPClient
 
 from mailnb import Profile
-from mailnb.bounces import content_id, process_bounces
+from mailnb.inbound.bounces import content_id, process_bounces
 
 ORDINARY = """From: someone@example.net
 To: news@example.org
@@ -172,7 +172,7 @@ CASES = [  # protocol, security, the Dovecot port it is pointed at, what the err
 def test_a_setting_that_does_not_fit_the_port_fails_within_5_s(dovecot, protocol, security, port,
                                                                advice):
     from mailnb import ConfigError
-    from mailnb.mailbox import Mailbox, Session
+    from mailnb.inbound.mailbox import Mailbox, Session
     mb = Mailbox("127.0.0.1", dovecot.user, port=dovecot.ports[port], security=security,
                  protocol=protocol, password=dovecot.password, cafile=dovecot.cafile)
     start = time.monotonic()

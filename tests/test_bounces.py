@@ -6,7 +6,7 @@ import pytest
 from sisimai_eval import CORPUS, evaluate, labels
 
 from mailnb import Template, build_message
-from mailnb.bounces import classify, find_status, is_hard, parse
+from mailnb.inbound.bounces import classify, find_status, is_hard, parse
 
 DSN = b"""From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
 To: news@example.org
@@ -329,8 +329,8 @@ def test_the_rules_generalise_across_families(capsys):
 
 
 def test_every_rule_names_its_source_and_no_everyday_word_decides_alone():
-    from mailnb.bounce_rules import REASON_TIER, RULES, TERMS
-    from mailnb.classify import REASONS
+    from mailnb.inbound.bounce_rules import REASON_TIER, RULES, TERMS
+    from mailnb.inbound.classify import REASONS
     for rule in RULES:
         assert rule.reason in REASONS or rule.reason == "recipient", rule
         assert rule.reason in REASON_TIER, rule

@@ -9,9 +9,10 @@ from conftest import campaign, people
 from dns_server import DNSServer
 
 import mailnb
-from mailnb.dnscheck import check_sender
-from mailnb.signing import DKIMKey, generate_key
-from mailnb.unsubscribes import TokenError, Unsubscribe, from_hits, make_token, verify_token
+from mailnb.transports.dnscheck import check_sender
+from mailnb.compose.signing import DKIMKey, generate_key
+from mailnb.compose.unsubscribe import TokenError, Unsubscribe, make_token, verify_token
+from mailnb.inbound.unsubscribes import from_hits
 
 SECRET = b"test-secret-for-unsubscribe-tokens"
 
@@ -228,8 +229,8 @@ def test_hygiene_warnings_in_the_preflight_and_css_inlined():
 
 
 def test_unsubscribe_requests_by_mail(dovecot, journal, smtp):
-    from mailnb.mailbox import Mailbox
-    from mailnb.unsubscribes import process_unsubscribe_mailbox
+    from mailnb.inbound.mailbox import Mailbox
+    from mailnb.inbound.unsubscribes import process_unsubscribe_mailbox
     folder = "Unsub"
     good = make_token(SECRET, "user2@example.com", "test")
     forged = make_token(b"guessed", "user3@example.com", "test")

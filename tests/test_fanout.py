@@ -9,8 +9,9 @@ import pytest
 from conftest import campaign, people
 
 import mailnb
-from mailnb import PreflightError, fanout
-from mailnb.unsubscribes import Unsubscribe, verify_token
+from mailnb import PreflightError
+from mailnb.util import fanout
+from mailnb.compose.unsubscribe import Unsubscribe, verify_token
 
 SECRET = b"test-secret-for-unsubscribe-tokens"
 

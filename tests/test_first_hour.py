@@ -8,7 +8,7 @@ import pytest
 
 import mailnb
 from mailnb import PreflightError, RecipientError
-from mailnb.recipients import csv_lines, read_table
+from mailnb.audience.recipients import csv_lines, read_table
 
 
 def test_recipient_files_say_what_is_wrong_with_them(tmp_path, smtp, config_dir):

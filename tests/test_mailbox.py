@@ -9,8 +9,8 @@ from smtp_servers import Recorder, start_smtp
 
 import mailnb
 from mailnb import AuthenticationError, Template, TLSError
-from mailnb.bounces import apply_threshold, process_bounces
-from mailnb.mailbox import Mailbox, list_folders
+from mailnb.inbound.bounces import apply_threshold, process_bounces
+from mailnb.inbound.mailbox import Mailbox, list_folders
 
 @pytest.fixture
 def folder(dovecot):
@@ -61,8 +61,8 @@ def test_process_once_and_only_once(dovecot, folder, journal):
 
 def test_a_crash_between_storing_and_flagging_does_not_double_count(dovecot, folder, journal):
     dovecot.deliver(dsn("x@example.com", "4.2.2", "452 4.2.2 Mailbox full"), folder)
-    from mailnb.bounces import parse
-    from mailnb.mailbox import Session
+    from mailnb.inbound.bounces import parse
+    from mailnb.inbound.mailbox import Session
     with Session(box(dovecot, folder)) as s:
         (item,) = list(s.fetch())
         journal.record_bounces(item.source_id, parse(item.raw))   # stored, then "crash"
@@ -91,7 +91,7 @@ def test_move_to_processed_folder_and_pop3(dovecot, folder, journal):
 
 
 def test_soft_bounces_reach_the_threshold_and_a_success_resets(journal):
-    from mailnb.bounces import Bounce
+    from mailnb.inbound.bounces import Bounce
     soft = Bounce("full@example.com", "4.2.2", 452, "mailbox full", "mailboxfull", False)
     for i in range(2):
         journal.record_bounces(f"s{i}", [soft])

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailnb import Template, TemplateError, build_message
-from mailnb.messages import make_message_id
+from mailnb.compose.messages import make_message_id
 
 strict = BytesParser(policy=policy.strict)
 
@@ -134,7 +134,7 @@ def test_any_merge_value_gives_a_clean_message_or_a_clear_refusal(value):
 @given(st.text(max_size=200), st.text(max_size=60), st.booleans())
 def test_direct_builder_parses_like_the_stdlib_one(value, name, with_html):
     """The direct builder and EmailMessage give the same message once parsed."""
-    from mailnb.messages import _build_stdlib
+    from mailnb.compose.messages import _build_stdlib
     t = Template("S {{ v }}", text="T {{ v }}", html="<p>{{ v }}</p>" if with_html else None,
                  to_name="{{ n }}")
     try:

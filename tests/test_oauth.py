@@ -19,8 +19,8 @@ from smtp_servers import Recorder, free_port
 
 import mailnb
 from mailnb import AuthenticationError, Profile, Relay
-from mailnb.oauth import REFRESH_TOKEN_ENV
-from mailnb.settings import OAuth
+from mailnb.config.oauth import REFRESH_TOKEN_ENV
+from mailnb.config.settings import OAuth
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "campaign.ipynb"
 USER = "researcher@contoso.example"          # the identity provider's user (conftest)
@@ -248,7 +248,7 @@ def sign_in_google(idp):
     the flow's own loopback server."""
     import requests
 
-    from mailnb.oauth import login
+    from mailnb.config.oauth import login
     said = []
     t = threading.Thread(target=login, args=(google(idp),), kwargs={"show": said.append})
     t.start()

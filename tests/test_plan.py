@@ -8,9 +8,9 @@ import pytest
 
 import mailnb
 from mailnb import ConfigError, Pacing
-from mailnb.pacing import Window
-from mailnb.plan import Item, make_plan
-from mailnb.recipients import Suppressions, Unsubscribes
+from mailnb.config.pacing import Window
+from mailnb.sending.plan import Item, make_plan
+from mailnb.audience.recipients import Suppressions, Unsubscribes
 
 
 def items(n):
@@ -107,7 +107,7 @@ def test_unknown_option_names_the_closest(smtp, journal):
 
 
 def test_options_override_the_profile_in_one_place():
-    from mailnb.options import SendOptions
+    from mailnb.config.options import SendOptions
     prof = mailnb.Profile(rate="600/h", daily_cap=500, limit=20, concurrency=3, retries=5)
     opts = SendOptions.resolve(prof, {"daily_cap": 0, "limit": None, "rate": "10/min"})
     pacing = opts.make_pacing()
@@ -118,7 +118,7 @@ def test_options_override_the_profile_in_one_place():
 
 
 def test_erased_addresses_leave_the_plan_entirely():
-    from mailnb.privacy import Forgotten, address_hash
+    from mailnb.journal.privacy import Forgotten, address_hash
     secret = b"s"
     erased = Forgotten([address_hash("p1@example.com", secret)], secret)
     plan = make_plan(items(3), {}, campaign="c", pacing=Pacing.build(), forgotten=erased)
@@ -128,7 +128,7 @@ def test_erased_addresses_leave_the_plan_entirely():
 
 
 def test_every_value_a_profile_sets_counts_zero_and_false_too():
-    from mailnb.options import SendOptions
+    from mailnb.config.options import SendOptions
     opts = SendOptions.resolve(mailnb.Profile(retries=0, concurrency=2), {})
     assert opts.retries == 0 and opts.concurrency == 2       # retries = 0: no retry
     assert SendOptions.resolve(mailnb.Profile(retries=0), {"retries": 4}).retries == 4

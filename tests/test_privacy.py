@@ -115,7 +115,7 @@ def test_an_existing_journal_others_can_read_is_warned_about(tmp_path):
 def campaign_with_everything(smtp, tmp_path, dovecot=None):
     """A campaign with backups and a pickup copy, a bounce, an unsubscribe and a suppression of
     ``gone@example.com`` in one journal."""
-    from mailnb.bounces import Bounce
+    from mailnb.inbound.bounces import Bounce
     journal = mailnb.SQLiteJournal(tmp_path / "j.sqlite")
     df = people(addresses=["gone@example.com", "stay@example.com", "also@example.com"])
     tmpl = mailnb.Template("Hello {{ first_name }}", text="Dear {{ first_name }}")
@@ -133,7 +133,7 @@ def campaign_with_everything(smtp, tmp_path, dovecot=None):
 
 
 def test_forget_leaves_no_byte_and_the_next_send_excludes_the_person(smtp, tmp_path, config_dir):
-    from mailnb.privacy import export, forget
+    from mailnb.journal.privacy import export, forget
     journal, df, tmpl = campaign_with_everything(smtp, tmp_path)
     before = export("GONE@example.com", journal)
     assert {r["campaign"] for r in before["campaigns"]} == {"study", "copy"}

@@ -158,7 +158,7 @@ def test_fast_path_agrees_with_email_validator():
 
     import email_validator
 
-    from mailnb.recipients import _PLAIN, normalize
+    from mailnb.audience.recipients import _PLAIN, normalize
     rng = random.Random(7)
     alpha = string.ascii_letters + string.digits + "._%+-@"
     domains = ["example.com", "a.b.co", "x-y.org", "-a.com", "a-.com", "a..com", "ex.a1",

@@ -15,7 +15,7 @@ from imapclient import IMAPClient
 
 import mailnb
 from mailnb import Profile
-from mailnb.replies import STOP_PHRASES, is_stop, read_reply
+from mailnb.inbound.replies import STOP_PHRASES, is_stop, read_reply
 
 PEOPLE = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal"]
 
@@ -156,7 +156,7 @@ def test_answers_are_not_requests(text):
 
 
 def test_a_personal_re_is_not_an_auto_reply_and_a_calendar_reply_is_an_answer():
-    from mailnb.reports import is_auto_reply, is_report
+    from mailnb.inbound.reports import is_auto_reply, is_report
     msg = email.message_from_bytes(reply("a@example.com", "Thanks", "<x@y>"))
     assert not is_auto_reply(msg) and not is_report(msg)
     cal = read_reply(reply("fay@example.com", CALENDAR, None, subject="Accepted: Session 7",
@@ -192,8 +192,8 @@ def test_the_replies_mailbox_may_be_another_account(dovecot, smtp, tmp_path, con
 
 
 def test_forgetting_a_person_erases_their_replies(dovecot, journal, tmp_path, monkeypatch):
-    from mailnb.bounces import process_replies
-    from mailnb.privacy import forget
+    from mailnb.inbound.bounces import process_replies
+    from mailnb.journal.privacy import forget
     monkeypatch.setenv("MAILNB_IMAP_PASSWORD", dovecot.password)
     folder = f"F{uuid.uuid4().hex[:8]}"
     fill(dovecot, folder, [reply("ann@example.com", "Remove me please", None, subject="Hi"),

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import mailnb
-from mailnb.templates import Template
+from mailnb.compose.templates import Template
 
 matplotlib.use("Agg")
 

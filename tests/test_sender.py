@@ -337,7 +337,7 @@ def test_check_relay_reports_each_step(smtp_factory, certs, monkeypatch):
 
 
 def test_backup_placeholders(tmp_path):
-    from mailnb.transports import Backup
+    from mailnb.transports.smtp import Backup
     b = Backup(str(tmp_path / "{campaign}" / "{date}"))
     p = b.path_for(campaign="Spring / 2026", subject="Hi: you?", recipient="a@example.com",
                    when=time.mktime((2026, 3, 1, 12, 0, 0, 0, 0, -1)))
@@ -380,7 +380,7 @@ def test_helo_name_is_used(smtp, journal):
 
 
 def test_progress_line_estimates_the_end_from_the_speed_so_far():
-    from mailnb.progress import Stats
+    from mailnb.sending.progress import Stats
     s = Stats(total=100, sent=25, started=time.time() - 10)
     end = s.expected_end()
     assert 25 <= end - time.time() <= 35              # 75 more at 2.5 a second

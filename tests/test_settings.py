@@ -6,7 +6,7 @@ import pytest
 
 import mailnb
 from mailnb import ConfigError, Profile, SecretMissingError
-from mailnb.settings import find_password, preset
+from mailnb.config.settings import find_password, preset
 
 
 def test_save_and_load_round_trip(config_dir):

@@ -296,7 +296,7 @@ def test_profile_protocol_pop3_reads_the_bounces(dovecot, tmp_path, config_dir, 
     prof = Profile(name="pop", protocol="pop3", imap_host="127.0.0.1",
                    imap_port=dovecot.ports["pop3s"], imap_username=dovecot.user,
                    imap_cafile=dovecot.cafile, journal=str(tmp_path / "j.sqlite"))
-    from mailnb.bounces import process_bounces
+    from mailnb.inbound.bounces import process_bounces
     found = process_bounces(prof)
     assert "pop-gone@example.com" in set(found["recipient"])
 

@@ -16,7 +16,7 @@ import papermill
 import pytest
 
 import mailnb
-from mailnb.journal import SCHEMA, SCHEMA_VERSION, Cap, SQLiteJournal, open_journal
+from mailnb.journal.sqlite import SCHEMA, SCHEMA_VERSION, Cap, SQLiteJournal, open_journal
 
 NOTEBOOKS = Path(mailnb.__file__).parent / "notebooks"
 
@@ -132,7 +132,7 @@ def test_every_worker_sees_one_record_that_can_be_exported_erased_and_expired(
         any_journal, tmp_path):
     """Suppressions and unsubscribes written through one connection are what another worker's
     connection reads; the privacy functions work on either backend."""
-    from mailnb.privacy import export, forget, forgotten, purge
+    from mailnb.journal.privacy import export, forget, forgotten, purge
     j = any_journal
     where = j.url if hasattr(j, "url") else str(j.path)
     other = open_journal(where)         # a second worker
@@ -162,7 +162,7 @@ def test_the_password_comes_from_pgpass_or_the_keyring_and_the_url_from_the_envi
     PGPASSWORD; MAILNB_JOURNAL names the journal for every door that takes none."""
     import keyring
     from keyring.backend import KeyringBackend
-    from mailnb.pgjournal import KEYRING_SERVICE, PostgresJournal
+    from mailnb.journal.postgres import KEYRING_SERVICE, PostgresJournal
     monkeypatch.delenv("PGPASSWORD")
     pgpass = tmp_path / "pgpass"
     pgpass.write_text(f"127.0.0.1:{postgres.port}:*:mailnb:{postgres.password}\n")

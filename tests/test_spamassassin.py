@@ -11,8 +11,8 @@ import pytest
 from conftest import campaign, people
 
 import mailnb
-from mailnb.signing import generate_key
-from mailnb.unsubscribes import Unsubscribe
+from mailnb.compose.signing import generate_key
+from mailnb.compose.unsubscribe import Unsubscribe
 
 LIMIT = 1.0
 

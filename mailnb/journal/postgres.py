@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from .errors import ConfigError, JournalError, arg
-from .journal import STALE_AFTER, URL_BACKENDS, SQLiteJournal
-from .pacing import parse_duration
+from ..errors import ConfigError, JournalError, arg
+from .sqlite import STALE_AFTER, URL_BACKENDS, SQLiteJournal
+from ..config.pacing import parse_duration
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 KEYRING_SERVICE = "mailnb-postgresql"

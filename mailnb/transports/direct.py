@@ -15,8 +15,8 @@ import weakref
 from typing import Any
 
 from .dnscheck import resolver
-from .settings import Direct, Relay
-from .transports import Delivery, Handover, SMTPConnection
+from ..config.settings import Direct, Relay
+from .smtp import Delivery, Handover, SMTPConnection
 
 PORT_ENV = "MAILNB_DIRECT_PORT"
 #: per event loop (a run), per destination domain: the connections allowed at once

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SIGNED = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
           b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"in-reply-to",
@@ -31,7 +31,7 @@ class DKIMKey:
         p = Path(path).expanduser()
         if not p.is_file():
             raise ConfigError(f"DKIM key file {str(p)!r} does not exist; make one with "
-                              "mailnb.signing.generate_key(selector, domain, path)")
+                              "mailnb.compose.signing.generate_key(selector, domain, path)")
         return cls(selector, domain.lower().rstrip("."), p.read_bytes())
 
     def sign(self, message: bytes) -> bytes:

@@ -13,10 +13,10 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
-from .errors import AuthenticationError, RelayError
-from .oauth import access_token
-from .settings import Graph, Secret
-from .transports import Delivery, Handover
+from ..errors import AuthenticationError, RelayError
+from ..config.oauth import access_token
+from ..config.settings import Graph, Secret
+from .smtp import Delivery, Handover
 
 #: what Graph's answers mean for a message (https://learn.microsoft.com/graph/errors)
 RETRY = {429, 500, 502, 503, 504}

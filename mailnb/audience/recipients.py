@@ -20,7 +20,7 @@ from typing import Any
 import email_validator
 import pandas as pd
 
-from .errors import RecipientError, arg
+from ..errors import RecipientError, arg
 
 #: the reasons a row can be excluded, in the order they are checked
 REASONS = ("invalid", "duplicate", "forgotten", "blocked", "suppressed", "unsubscribed",

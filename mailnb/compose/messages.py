@@ -32,7 +32,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formatdate, localtime
 from typing import Any
 
-from .errors import TemplateError
+from ..errors import TemplateError
 from .templates import Rendered
 
 #: headers mailnb sets itself; a custom header cannot replace them

@@ -21,13 +21,13 @@ from typing import Any
 
 import aiosmtplib
 
-from .errors import (AuthenticationError, ConfigError, MailnbError, RelayError, TLSError, arg,
+from ..errors import (AuthenticationError, ConfigError, MailnbError, RelayError, TLSError, arg,
                      phrase)
-from .files import private_dir, write_private
-from .marks import WRAP, mark, marked, text_mark
-from .oauth import access_token, sasl_oauthbearer
-from .runner import run_sync
-from .settings import Pickup, Relay, Secret, client_ssl_context
+from ..util.files import private_dir, write_private
+from ..util.marks import WRAP, mark, marked, text_mark
+from ..config.oauth import access_token, sasl_oauthbearer
+from ..util.runner import run_sync
+from ..config.settings import Pickup, Relay, Secret, client_ssl_context
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from .pacing import Pacing
-from .recipients import AddressList
-from .templates import Rendered
+from ..config.pacing import Pacing
+from ..audience.recipients import AddressList
+from ..compose.templates import Rendered
 
 #: states a run may claim; ``unknown`` only with resend_unknown. ``claimed``: held by another
 #: worker for its send slot, or by one that died (the run's recovery returns those to pending);

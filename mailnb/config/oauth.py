@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AuthenticationError, alt
-from .files import private_dir, write_private
+from ..errors import AuthenticationError, alt
+from ..util.files import private_dir, write_private
 from .settings import (CLIENT_SECRET_ENV, KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret,
                        config_dir)
 
@@ -113,7 +113,7 @@ class MicrosoftSignIn:
                 f"signing in {self.oauth.username} with Microsoft failed ({how}: {error}"
                 f"{': ' + said[0] if said else ''}). The sign-in may have expired or been "
                 "revoked: sign in again with `mailnb login --profile NAME` "
-                "(mailnb.oauth.login(...) in Python), or give a new refresh token in "
+                "(mailnb.config.oauth.login(...) in Python), or give a new refresh token in "
                 f"${REFRESH_TOKEN_ENV}")
         self._save()
         return Secret(result["access_token"])
@@ -135,7 +135,7 @@ class MicrosoftSignIn:
                                 f"the refresh token in ${REFRESH_TOKEN_ENV}")
         raise AuthenticationError(
             f"{self.oauth.username} has not signed in with Microsoft on this machine: run "
-            + alt("mailnb.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
+            + alt("mailnb.config.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
                   "--profile NAME` in a terminal)", "`mailnb login --profile NAME`")
             + " once, or give a "
             f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")
@@ -199,7 +199,7 @@ class GoogleSignIn:
                                scopes=self.oauth.scope_list)
         raise AuthenticationError(
             f"{self.oauth.username} has not signed in with Google on this machine: run "
-            + alt("mailnb.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
+            + alt("mailnb.config.oauth.login(...) or the setup form's sign-in button (or `mailnb login "
                   "--profile NAME` in a terminal)", "`mailnb login --profile NAME`")
             + " once, or give a "
             f"refresh token in ${REFRESH_TOKEN_ENV} (for cron)")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .errors import JournalError
-from .journal import Claim, Journal
+from ..errors import JournalError
+from ..journal.sqlite import Claim, Journal
 
 
 class GroupCommit:

@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
-from .errors import ConfigError, arg
-from .journal import open_journal
+from ..errors import ConfigError, arg
+from ..journal.sqlite import open_journal
 from .mailbox import Mailbox, Session
 from .replies import answered, read_reply
 from .reports import (DELIVERED, KINDS, Bounce, clean, is_auto_reply, is_report, parse,
@@ -72,7 +72,7 @@ def read_reply_message(raw: bytes, journal: Any, secret: bytes | None = None) ->
     References), else to the latest message sent to its sender; an unsubscribe request (by
     words or by the mailto: link's token) names whom to unsubscribe. A reply that matches nothing
     mailnb sent is ``unmatched``, kept for review (a request to stop is honoured all the same)."""
-    from .unsubscribes import TokenError, load_secret, verify_token
+    from ..compose.unsubscribe import TokenError, load_secret, verify_token
     reply = read_reply(raw)
     match = journal.find_recipient(reply.answers, reply.sender)
     address, campaign = (match["address"], match["campaign"]) if match else (reply.sender, None)

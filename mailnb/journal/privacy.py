@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .journal import open_journal
-from .pacing import parse_duration
-from .recipients import address_key
-from .unsubscribes import load_secret
+from ..errors import ConfigError
+from .sqlite import open_journal
+from ..config.pacing import parse_duration
+from ..audience.recipients import address_key
+from ..compose.unsubscribe import load_secret
 
 
 def address_hash(address: str, secret: bytes | None = None) -> str:

@@ -27,27 +27,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
+from ..errors import (AuthenticationError, ConfigError, JournalError, MailnbError, PreflightError,
                      RelayError, TemplateError, TLSError, alt, arg, phrase)
 from .commits import GroupCommit
-from .journal import HOLD_BATCH, STALE_AFTER, Cap, Claim, Journal, encode_row, open_journal
-from .mailbox import pop_login
-from .messages import build_message, list_id
-from .options import SendOptions, signature_of
-from .pacing import CAP_PERIOD, Pacer, Pacing, SharedPacer
+from ..journal.sqlite import HOLD_BATCH, STALE_AFTER, Cap, Claim, Journal, encode_row, open_journal
+from ..inbound.mailbox import pop_login
+from ..compose.messages import build_message, list_id
+from ..config.options import SendOptions, signature_of
+from ..config.pacing import CAP_PERIOD, Pacer, Pacing, SharedPacer
 from .plan import Item, Plan, Row, make_plan
-from .privacy import forgotten
+from ..journal.privacy import forgotten
 from .progress import Progress, Stats
-from .recipients import Audience, normalize
-from .runner import run_sync
-from .settings import Direct, Graph, Pickup, Profile, Relay
-from .signing import DKIMKey
-from . import embeds, fanout, templates
-from .templates import (CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Rendered, Template,
+from ..audience.recipients import Audience, normalize
+from ..util.runner import run_sync
+from ..config.settings import Direct, Graph, Pickup, Profile, Relay
+from ..compose.signing import DKIMKey
+from ..compose import embeds, templates
+from ..util import fanout
+from ..compose.templates import (CONTROL, DEFAULT_MAX_SIZE, EMPTY_CHOICES, Rendered, Template,
                         check_rendered)
-from .transports import Backup, Delivery, Envelope, open_connection
-from .graph import GraphConnection
-from .unsubscribes import Unsubscribe
+from ..transports.smtp import Backup, Delivery, Envelope, open_connection
+from ..transports.graph import GraphConnection
+from ..compose.unsubscribe import Unsubscribe
 
 #: rendered messages kept from the preflight for sending (beyond this, rows are rendered again)
 KEEP_RENDERED = 20_000
@@ -1077,7 +1078,7 @@ def connect(target: Target, password: Any) -> Any:
     if isinstance(target, Graph):
         return GraphConnection(target)
     if isinstance(target, Direct):
-        from .direct import DirectConnection
+        from ..transports.direct import DirectConnection
         return DirectConnection(target)
     return open_connection(target, password)
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import JournalError, arg
-from .files import private_dir, touch_private, warn_if_shared
-from .pacing import CAP_PERIOD
-from .recipients import Suppressions, Unsubscribes, address_key
+from ..errors import JournalError, arg
+from ..util.files import private_dir, touch_private, warn_if_shared
+from ..config.pacing import CAP_PERIOD
+from ..audience.recipients import Suppressions, Unsubscribes, address_key
 
 
 STATES = ("pending", "claimed", "sending", "sent", "failed", "deferred", "skipped", "unknown",

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AuthenticationError, ConfigError, RelayError, TLSError, alt, arg
-from .settings import MAILBOX_PORTS, Mailbox, Profile, Secret
+from ..errors import AuthenticationError, ConfigError, RelayError, TLSError, alt, arg
+from ..config.settings import MAILBOX_PORTS, Mailbox, Profile, Secret
 
 __all__ = ["Mailbox", "PROCESSED", "connect_imap", "connect_pop3", "list_folders"]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import (ConfigError, SecretMissingError, alt, arg, named, phrase,
+from ..errors import (ConfigError, SecretMissingError, alt, arg, named, phrase,
                      warn)
-from .files import private_dir
+from ..util.files import private_dir
 from .pacing import Window, parse_duration, parse_rate
-from .recipients import normalize
+from ..audience.recipients import normalize
 
 SECURITY = ("none", "starttls", "tls")
 AUTH_METHODS = ("password", "oauth2")
@@ -773,7 +773,7 @@ class Profile:
                                      or "{token}" not in self.unsubscribe_url):
             out["unsubscribe_url"] = "an https:// URL with {token} in it"
         if self.dkim_key_file and not Path(self.dkim_key_file).expanduser().is_file():
-            out["dkim_key_file"] = "no such file (make one with mailnb.signing.generate_key)"
+            out["dkim_key_file"] = "no such file (make one with mailnb.compose.signing.generate_key)"
         if self.dkim_key_file and not self.dkim_selector:
             out["dkim_selector"] = "a DKIM key needs a selector"
         if self.verp and not self.bounce_address:

@@ -25,8 +25,10 @@ import jinja2.meta
 import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
-from . import embeds, fanout
-from .errors import TemplateError, alt, arg
+from . import embeds
+
+from ..util import fanout
+from ..errors import TemplateError, alt, arg
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")

@@ -1,4 +1,4 @@
-"""One-click unsubscribe (RFC 2369, RFC 8058) and turning unsubscribe requests back into a list.
+"""One-click unsubscribe links (RFC 2369, RFC 8058): the tokens and the headers.
 
 Every non-transactional message carries ``List-Unsubscribe`` (a ``mailto:`` address and/or an https
 URL) and, with an https URL, ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``. Each link holds a
@@ -6,9 +6,8 @@ token: the address and campaign, signed with HMAC-SHA256 under a secret only the
 token cannot be forged or guessed for another address. ``{{ unsubscribe_url }}`` is available in
 templates.
 
-``process_unsubscribe_mailbox`` reads the requests that arrive by mail (the ``mailto:`` link puts
-the token in the subject); ``from_hits`` reads a CSV export of a web form's hits. Both honour the
-profile's exclusion policy: an unsubscribe is global, or for the campaign it came from.
+The requests that come back (by mail, or a web form's hits) are read by
+:mod:`mailnb.inbound.unsubscribes`.
 """
 from __future__ import annotations
 
@@ -22,15 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from .errors import ConfigError, MailnbError
-from .files import private_dir
-from .mailbox import Session
-from .settings import config_dir
+from ..errors import ConfigError, MailnbError
+from ..util.files import private_dir
+from ..config.settings import config_dir
 
 SECRET_ENV = "MAILNB_UNSUBSCRIBE_SECRET"
-_TOKEN_RE = re.compile(r"\b([A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,})\b")
 
 
 class TokenError(MailnbError, ValueError):
@@ -121,56 +116,3 @@ class Unsubscribe:
         if self.url:
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return url or "", headers
-
-
-def _record(journal: Any, address: str, campaign: str | None, policy: str, source: str) -> bool:
-    return journal.unsubscribe(address, None if policy == "global" else campaign, source)
-
-
-def from_hits(hits: pd.DataFrame | str | Path, journal: Any, *, secret: bytes | None = None,
-              policy: str = "global") -> pd.DataFrame:
-    """Record the unsubscribes of a web form's hits (a CSV or DataFrame with a ``token`` column).
-    Forged or malformed tokens are reported and ignored. Returns one row per hit with ``address``,
-    ``campaign`` and ``result``."""
-    df = hits if isinstance(hits, pd.DataFrame) else pd.read_csv(hits, dtype=str)
-    if "token" not in df.columns:
-        raise ConfigError("the hits need a 'token' column (the t= value of each request)")
-    key = secret or load_secret()
-    rows = []
-    for token in df["token"].fillna(""):
-        try:
-            address, campaign = verify_token(key, token)
-        except TokenError as err:
-            rows.append((None, None, f"rejected: {err}"))
-            continue
-        new = _record(journal, address, campaign, policy, "web")
-        rows.append((address, campaign, "unsubscribed" if new else "already unsubscribed"))
-    return pd.DataFrame(rows, columns=["address", "campaign", "result"])
-
-
-def process_unsubscribe_mailbox(mailbox: Any, journal: Any, *, secret: bytes | None = None,
-                                policy: str = "global") -> pd.DataFrame:
-    """Read unsubscribe requests sent to the ``mailto:`` address (token in the subject), record
-    them, and mark each message processed after that."""
-    key = secret or load_secret()
-    rows = []
-    with Session(mailbox) as session:
-        for item in session.fetch(seen=journal.bounce_sources()):
-            import email
-            msg = email.message_from_bytes(item.raw)
-            text = f"{msg.get('Subject', '')} {msg.get('To', '')}"
-            found = _TOKEN_RE.findall(text.replace("unsubscribe:", " "))
-            result = (None, None, "no token")
-            for token in found:
-                try:
-                    address, campaign = verify_token(key, token)
-                except TokenError as err:
-                    result = (None, None, f"rejected: {err}")
-                    continue
-                new = _record(journal, address, campaign, policy, "mail")
-                result = (address, campaign, "unsubscribed" if new else "already unsubscribed")
-                break
-            journal.record_bounces(item.source_id, [])     # remember the message as processed
-            session.mark_processed(item)
-            rows.append(result)
-    return pd.DataFrame(rows, columns=["address", "campaign", "result"])

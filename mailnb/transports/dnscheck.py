@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ConfigError
-from .marks import COLOURS, WRAP, mark
+from ..errors import ConfigError
+from ..util.marks import COLOURS, WRAP, mark
 
 DNS_ENV = "MAILNB_DNS_SERVER"
 
@@ -149,7 +149,7 @@ def check_sender(profile: Any = None, *, from_addr: str | None = None,
         from_addr = from_addr or profile.from_addr
         relay_host = relay_host or profile.host
         if dkim is None and getattr(profile, "dkim_key_file", ""):
-            from .signing import DKIMKey
+            from ..compose.signing import DKIMKey
             dkim = DKIMKey.from_file(profile.dkim_key_file, profile.dkim_selector,
                                      profile.dkim_domain or from_addr.rpartition("@")[2])
     if not from_addr or "@" not in from_addr:
@@ -188,7 +188,7 @@ def check_sender(profile: Any = None, *, from_addr: str | None = None,
     # DKIM
     if dkim is None:
         report.add("DKIM", "warn", "no DKIM key configured: messages go out unsigned",
-                   "make a key with mailnb.signing.generate_key(selector, domain, path) and set "
+                   "make a key with mailnb.compose.signing.generate_key(selector, domain, path) and set "
                    "dkim_selector, dkim_domain, dkim_key_file in the profile")
     else:
         name, value = dkim.public_record()
