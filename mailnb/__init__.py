@@ -5,15 +5,20 @@ from .errors import (AuthenticationError, ConfigError, JournalError, MailnbError
                      RecipientError, RelayError, SecretMissingError, TemplateError, TLSError)
 from .compose.messages import build_message
 from .audience.recipients import Audience, Blocklist, Suppressions, Unsubscribes
-from .journal.sqlite import Journal, SQLiteJournal, history
+from .journal import Journal, SQLiteJournal, history
 from .journal.postgres import PostgresJournal   # registers the postgresql:// journals (psycopg loads on use)
 from .config.pacing import Pacing
-from .sending.sender import Campaign, StoppedError, send, send_async, send_test
+from .sending.campaign import Campaign
+from .sending.front import StoppedError, send, send_async
+from .sending.trial import send_test
 from .job import Job
 from .config.options import SendOptions
-from .config.settings import PRESETS, Pickup, Profile, Relay, Secret, list_profiles
+from .config.presets import PRESETS
+from .config.profile import Profile, list_profiles
+from .config.secrets import Secret
+from .config.targets import Pickup, Relay
 from .compose.templates import Template
-from .transports.smtp import check_relay
+from .transports.check import check_relay
 
 __version__ = "0.1.0"
 

@@ -42,7 +42,7 @@ def _relay_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from .job import Job
-    from .sending.sender import StoppedError
+    from .sending.front import StoppedError
     settings = {name: getattr(args, name) for name in Job.setting_names()
                 if getattr(args, name, None) is not None}
     settings.setdefault("progress", "auto")
@@ -64,7 +64,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     """Sign in once with OAuth2 (the device code: open the URL, enter the code); later sends on
     this machine sign in silently."""
     from .config.oauth import login
-    from .config.settings import Profile
+    from .config.profile import Profile
     prof = Profile.load(args.profile)
     changes = {k: v for k, v in (("oauth_client_id", args.oauth_client_id),
                                  ("oauth_tenant", args.oauth_tenant),
@@ -81,7 +81,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 def _privacy_target(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The journal and the message folders of --journal / --profile."""
     from .journal.privacy import message_folders
-    from .config.settings import Profile
+    from .config.profile import Profile
     prof = Profile.load(args.profile) if args.profile or not args.journal else None
     journal = args.journal or (prof.journal if prof else None) or None
     folders = (message_folders(prof) if prof else []) + list(args.folder or [])
@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     from .journal.privacy import purge
-    from .config.settings import Profile
+    from .config.profile import Profile
     journal, folders = _privacy_target(args)
     older = args.older_than or (Profile.load(args.profile).retention if args.profile or
                                 not args.journal else "")
@@ -140,8 +140,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .journal.sqlite import history
-    from .config.settings import Profile
+    from .journal.open import history
+    from .config.profile import Profile
     journal = args.journal or (Profile.load(args.profile).journal if args.profile else None)
     df = history(args.campaign, journal or None, status=args.status)
     if args.csv:
@@ -183,8 +183,8 @@ def _send_args(s: argparse.ArgumentParser) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """The relay as `mailnb send` would resolve it (Job.settings), checked without sending."""
     from .job import Job
-    from .config.settings import Relay
-    from .transports.smtp import check_relay
+    from .config.targets import Relay
+    from .transports.check import check_relay
     given = {k: getattr(args, k) for k in ("profile", "host", "port", "security", "username",
                                            "helo", "cafile", "pickup") if getattr(args, k)}
     if args.insecure:
@@ -221,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check_sender(args: argparse.Namespace) -> int:
     from .transports.dnscheck import check_sender
-    from .config.settings import Profile
+    from .config.profile import Profile
     report = check_sender(Profile.load(args.profile), nameserver=args.nameserver)
     print(repr(report))
     return 0 if report.ok else 1
@@ -237,7 +237,7 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
 
 def cmd_bounces(args: argparse.Namespace) -> int:
     from .inbound.bounces import process_bounces, process_replies, summary_line
-    from .config.settings import Profile
+    from .config.profile import Profile
     profile = Profile.load(args.profile)
     if args.command == "replies":
         found = process_replies(profile, folder=args.folder, since=args.since)
@@ -253,8 +253,8 @@ def cmd_bounces(args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribes(args: argparse.Namespace) -> int:
-    from .journal.sqlite import open_journal
-    from .config.settings import Profile
+    from .journal.open import open_journal
+    from .config.profile import Profile
     from .inbound.unsubscribes import from_hits, process_unsubscribe_mailbox
     profile = Profile.load(args.profile)
     journal = open_journal(args.journal or profile.journal or None, new=True)
@@ -272,7 +272,7 @@ def cmd_unsubscribes(args: argparse.Namespace) -> int:
 
 
 def cmd_journal_copy(args: argparse.Namespace) -> int:
-    from .journal.sqlite import copy_journal
+    from .journal.open import copy_journal
     out = copy_journal(args.source, args.target)
     print(out.to_string(index=False))
     print(f"mailnb: copied {int(out['source'].sum())} row(s); every table's count matches")
@@ -280,14 +280,14 @@ def cmd_journal_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from .config.settings import config_dir, list_profiles
+    from .config.profile import config_dir, list_profiles
     names = list_profiles()
     print(f"profiles in {config_dir() / 'profiles'}: {', '.join(names) or 'none'}")
     return 0
 
 
 def cmd_profiles_show(args: argparse.Namespace) -> int:
-    from .config.settings import Profile
+    from .config.profile import Profile
     prof = Profile.load(args.name)
     for key, value in prof.to_dict().items():
         if value not in ("", None) and key != "name":
@@ -300,7 +300,8 @@ def cmd_profiles_create(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
     from .errors import ConfigError
-    from .config.settings import Profile, apply_preset, config_dir
+    from .config.presets import apply_preset
+    from .config.profile import Profile, config_dir
     given = {f.name: getattr(args, f.name) for f in fields(Profile)
              if f.name not in ("name", "provider") and getattr(args, f.name, None) is not None}
     prof = Profile(name=args.name)
@@ -324,7 +325,8 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
 
     from .errors import flag_name
     from .job import Job
-    from .config.settings import PRESETS, PROFILE_KEYS_HELP, Profile
+    from .config.presets import PRESETS
+    from .config.profile import PROFILE_KEYS_HELP, Profile
     job = {f.name: f for f in fields(Job)}
     c.add_argument("name", help="the profile's name (letters, digits, '.', '_', '-')")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a provider's host, port, security "

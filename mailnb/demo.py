@@ -51,7 +51,7 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
     import papermill
 
     from .journal.sqlite import SQLiteJournal
-    from .config.settings import CONFIG_DIR_ENV, Profile
+    from .config.profile import CONFIG_DIR_ENV, Profile
     from .sink import Sink
 
     from .util.files import private_dir

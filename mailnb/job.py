@@ -19,13 +19,16 @@ import pandas as pd
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError, alt, arg, flag_name
 from .util.files import open_private
-from .journal.sqlite import open_journal
+from .journal.open import open_journal
 from .config.options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
 from .journal.privacy import forgotten
 from .audience.recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
                          address_key, csv_lines, read_table)
-from .sending.sender import Campaign, send, send_test
-from .config.settings import PROFILE_KEYS_HELP, Profile, Relay
+from .sending.campaign import Campaign
+from .sending.front import send
+from .sending.trial import send_test
+from .config.profile import PROFILE_KEYS_HELP, Profile
+from .config.targets import Relay
 from .compose.templates import Template
 
 
@@ -378,7 +381,7 @@ def settings_table() -> str:
     """The README's table: every setting with its profile key, notebook parameter, CLI flag, API
     and effect, generated from the code (a test holds the README to it)."""
     from .config.options import SendOptions
-    from .sending.sender import Campaign
+    from .sending.campaign import Campaign
     job = {f.name: f for f in fields(Job)}
     prof = {f.name for f in fields(Profile)}
     places = [("send()", {f.name for f in fields(SendOptions)}),

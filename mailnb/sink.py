@@ -13,7 +13,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from .util.files import private_dir
-from .transports.smtp import safe_name, unique_path, write_atomic
+from .transports.pickup import safe_name, unique_path, write_atomic
 
 
 class _Capture:

@@ -21,9 +21,12 @@ from .errors import MailnbError
 from .util.marks import WRAP, mark, marked
 from .inbound.mailbox import list_folders
 from .config.oauth import login
-from .sending.sender import send_test_message
-from .config.settings import DEFAULT_PORTS, PRESETS, SECURITY, Profile, Secret, apply_preset
-from .transports.smtp import check_relay
+from .sending.trial import send_test_message
+from .config.presets import PRESETS, apply_preset
+from .config.profile import Profile
+from .config.secrets import Secret
+from .config.targets import DEFAULT_PORTS, SECURITY
+from .transports.check import check_relay
 
 _WIDE = {"description_width": "150px"}
 

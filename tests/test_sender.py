@@ -337,7 +337,7 @@ def test_check_relay_reports_each_step(smtp_factory, certs, monkeypatch):
 
 
 def test_backup_placeholders(tmp_path):
-    from mailnb.transports.smtp import Backup
+    from mailnb.transports.pickup import Backup
     b = Backup(str(tmp_path / "{campaign}" / "{date}"))
     p = b.path_for(campaign="Spring / 2026", subject="Hi: you?", recipient="a@example.com",
                    when=time.mktime((2026, 3, 1, 12, 0, 0, 0, 0, -1)))

@@ -16,7 +16,9 @@ import papermill
 import pytest
 
 import mailnb
-from mailnb.journal.sqlite import SCHEMA, SCHEMA_VERSION, Cap, SQLiteJournal, open_journal
+from mailnb.journal import SQLiteJournal, open_journal
+from mailnb.journal.base import Cap
+from mailnb.journal.schema import SCHEMA, SCHEMA_VERSION
 
 NOTEBOOKS = Path(mailnb.__file__).parent / "notebooks"
 

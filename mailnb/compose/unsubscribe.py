@@ -15,16 +15,13 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError, MailnbError
 from ..util.files import private_dir
-from ..config.settings import config_dir
-
+from ..config.profile import config_dir
 SECRET_ENV = "MAILNB_UNSUBSCRIBE_SECRET"
 
 

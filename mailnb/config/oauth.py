@@ -24,8 +24,10 @@ from typing import Any
 
 from ..errors import AuthenticationError, alt
 from ..util.files import private_dir, write_private
-from .settings import (CLIENT_SECRET_ENV, KEYRING_SERVICE, REFRESH_TOKEN_ENV, OAuth, Secret,
-                       config_dir)
+from .secrets import KEYRING_SERVICE, Secret
+from .profile import config_dir
+from .targets import CLIENT_SECRET_ENV, REFRESH_TOKEN_ENV, OAuth
+
 
 # -- the token cache --------------------------------------------------------------------------------
 class TokenStore:

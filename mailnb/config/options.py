@@ -61,6 +61,7 @@ class SendOptions:
     block: Any = None                   # shorthand: (size, pause) or a size
     pacing: Pacing | None = None        # a ready Pacing (wins over the pacing options)
     stop: threading.Event | None = None   # set it to stop after the messages in flight
+    preflight: Any = None               # a preflight already run (Job.preflight): not run again
 
     @classmethod
     def names(cls) -> list[str]:

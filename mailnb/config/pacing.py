@@ -7,10 +7,8 @@ these settings; everything else reads a :class:`Pacing`.
 """
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -226,83 +224,3 @@ class Pacing:
             parts.append(self.window.describe())
         parts.append(f"{self.concurrency} connection{'s' if self.concurrency > 1 else ''}")
         return ", ".join(parts)
-
-
-class Pacer:
-    """Hands out start times: the k-th message never starts before the schedule says, and the
-    schedule is shared by every connection. When the sender falls behind, the schedule moves with
-    it (no burst to catch up). Outside the send window, the next slot is when it opens."""
-
-    def __init__(self, pacing: Pacing, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 wall: Callable[[], float] = time.time) -> None:
-        self.interval = 1 / pacing.rate if pacing.rate else 0.0
-        self.block_size = pacing.block_size
-        self.block_pause = pacing.block_pause
-        self.window = pacing.window
-        self.clock = clock
-        self.wall = wall
-        self.sleep = sleep
-        self.count = 0
-        self.next_slot: float | None = None
-
-    def slow_down(self, factor: float = 2.0, floor: float = 0.5) -> None:
-        """After a 421 (the relay is overloaded): send at most half as fast from now on."""
-        self.interval = max(self.interval * factor, floor)
-
-    def hold(self, seconds: float) -> None:
-        """No slot before ``seconds`` from now (a server's Retry-After)."""
-        until = self.clock() + seconds
-        self.next_slot = until if self.next_slot is None else max(self.next_slot, until)
-
-    def reserve(self) -> float:
-        """Take the next slot and return its time (no waiting)."""
-        now = self.clock()
-        if self.next_slot is None:
-            self.next_slot = now
-        if self.count and self.block_size and self.count % self.block_size == 0:
-            # the pause is a real break even when the sender has fallen behind the schedule
-            self.next_slot = max(self.next_slot, now) + self.block_pause
-        slot = max(self.next_slot, now)
-        if self.window is not None:
-            offset = self.wall() - now
-            slot = self.window.next_open(slot + offset) - offset
-        self.next_slot = slot + self.interval
-        self.count += 1
-        return slot
-
-    def due_now(self) -> bool:
-        """Whether the next slot is now: no rate, no blocks, no hold, the window open."""
-        return not self.interval and not self.block_size and \
-            (self.next_slot is None or self.next_slot <= self.clock()) and \
-            (self.window is None or self.window.is_open(self.wall()))
-
-    async def wait(self, before_sleep: Callable[[], None] | None = None) -> None:
-        slot = self.reserve()
-        delay = slot - self.clock()
-        if delay > 0:
-            if before_sleep is not None:
-                before_sleep()
-            await self.sleep(delay)
-
-
-class SharedPacer(Pacer):
-    """A :class:`Pacer` whose schedule is kept in the journal, so every run and worker sending
-    through one relay account takes its slots from one schedule: four workers at ``600/h`` send
-    600 an hour in all. ``reserve_slot(interval)`` returns the next slot's wall-clock time (see
-    :meth:`mailnb.journal.SQLiteJournal.reserve_slot`); a Retry-After hold and the send window
-    still apply here."""
-
-    def __init__(self, pacing: Pacing, reserve_slot: Callable[[float], float], **kw: Any) -> None:
-        super().__init__(pacing, **kw)
-        self.reserve_slot = reserve_slot
-
-    def reserve(self) -> float:
-        offset = self.wall() - self.clock()
-        slot = self.reserve_slot(self.interval) - offset
-        if self.next_slot is not None:          # a hold (Retry-After) of this worker
-            slot = max(slot, self.next_slot)
-        if self.window is not None:
-            slot = self.window.next_open(slot + offset) - offset
-        self.count += 1
-        return slot

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
 from ..errors import ConfigError, arg
-from ..journal.sqlite import open_journal
+from ..journal.open import open_journal
 from .mailbox import Mailbox, Session
 from .replies import answered, read_reply
 from .reports import (DELIVERED, KINDS, Bounce, clean, is_auto_reply, is_report, parse,

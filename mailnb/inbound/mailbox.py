@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AuthenticationError, ConfigError, RelayError, TLSError, alt, arg
-from ..config.settings import MAILBOX_PORTS, Mailbox, Profile, Secret
-
+from ..config.profile import Profile
+from ..config.secrets import Secret
+from ..config.targets import MAILBOX_PORTS, Mailbox
 __all__ = ["Mailbox", "PROCESSED", "connect_imap", "connect_pop3", "list_folders"]
 
 PROCESSED = "$MailnbProcessed"

@@ -26,7 +26,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pandas as pd
 
 from ..errors import ConfigError, JournalError, arg
-from .sqlite import STALE_AFTER, URL_BACKENDS, SQLiteJournal
+from .base import STALE_AFTER
+from .open import URL_BACKENDS
+from .sqlite import SQLiteJournal
 from ..config.pacing import parse_duration
 
 URL_SCHEMES = ("postgresql://", "postgres://")

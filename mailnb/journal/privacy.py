@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .sqlite import open_journal
+from .open import open_journal
 from ..config.pacing import parse_duration
 from ..audience.recipients import address_key
 from ..compose.unsubscribe import load_secret

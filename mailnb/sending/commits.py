@@ -18,7 +18,7 @@ import asyncio
 from typing import Any
 
 from ..errors import JournalError
-from ..journal.sqlite import Claim, Journal
+from ..journal.base import Claim, Journal
 
 
 class GroupCommit:

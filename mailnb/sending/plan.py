@@ -85,6 +85,14 @@ class Plan:
     def todo(self) -> list[Item]:
         return self.due + self.later
 
+    def drop(self, skip: list[tuple[Item, str]]) -> None:
+        """Skip these items, each with its reason (an empty report, found by the preflight)."""
+        if skip:
+            gone = {it.key for it, _ in skip}
+            self.due = [it for it in self.due if it.key not in gone]
+            self.later = [it for it in self.later if it.key not in gone]
+            self.skipped.extend(skip)
+
     def describe(self) -> str:
         return (f"{len(self.due)} to send now, {len(self.later)} left for later runs, "
                 f"{self.done_before} done before")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..errors import phrase
+
 
 @dataclass
 class Stats:
@@ -107,3 +109,13 @@ class Progress:
         elif self.mode == "text" and (final or time.time() - self.last_text >= 10):
             self.last_text = time.time()
             print(s.line(), file=sys.stderr if not in_kernel() else sys.stdout, flush=True)
+
+
+def say(text: str) -> None:
+    """Tell the user, on a line of its own (the doors phrase the fix: :func:`mailnb.errors.phrase`)."""
+    print(f"mailnb: {phrase(text)}", flush=True)
+
+
+def clock(t: float) -> str:
+    """A time of day for the user: the local date and time."""
+    return f"{datetime.fromtimestamp(t):%Y-%m-%d %H:%M:%S}"

@@ -15,8 +15,10 @@ import weakref
 from typing import Any
 
 from .dnscheck import resolver
-from ..config.settings import Direct, Relay
-from .smtp import Delivery, Handover, SMTPConnection
+from ..config.targets import Direct, Relay
+from .base import Transport, register
+from .outcome import Delivery, Handover
+from .smtp import SMTPConnection
 
 PORT_ENV = "MAILNB_DIRECT_PORT"
 #: per event loop (a run), per destination domain: the connections allowed at once
@@ -62,6 +64,8 @@ def _address(host: str, nameserver: str | None) -> str:
 
 class DirectConnection:
     """Delivers each message to its recipient's domain, one SMTP connection per MX host."""
+
+    pipelines = False
 
     def __init__(self, direct: Direct) -> None:
         self.direct = direct
@@ -136,3 +140,6 @@ class DirectConnection:
 
 
 __all__ = ["DirectConnection", "mail_hosts"]
+
+
+register(Transport("direct", Direct, connect=lambda direct, password: DirectConnection(direct)))

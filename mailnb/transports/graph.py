@@ -15,8 +15,10 @@ from urllib.parse import quote
 
 from ..errors import AuthenticationError, RelayError
 from ..config.oauth import access_token
-from ..config.settings import Graph, Secret
-from .smtp import Delivery, Handover
+from ..config.secrets import Secret
+from ..config.targets import Graph
+from .base import Transport, register
+from .outcome import Delivery, Handover
 
 #: what Graph's answers mean for a message (https://learn.microsoft.com/graph/errors)
 RETRY = {429, 500, 502, 503, 504}
@@ -24,6 +26,8 @@ RETRY = {429, 500, 502, 503, 504}
 
 class GraphConnection:
     """One HTTP session to Microsoft Graph (requests, in a thread)."""
+
+    pipelines = False
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
@@ -109,3 +113,7 @@ def _retry_after(value: str | None) -> float | None:
         return max(float(value), 0.0) if value else None
     except ValueError:
         return None
+
+
+register(Transport("graph", Graph, connect=lambda graph, password: GraphConnection(graph),
+                   envelope_sender=False, title="Microsoft Graph"))

@@ -1,4 +1,5 @@
-"""Transports: SMTP through aiosmtplib (one reused connection each), ``.eml`` pickup files, backups.
+"""The SMTP transport: aiosmtplib connects, negotiates TLS and logs in; then one reused connection
+a worker pipelines its commands (RFC 2920) and sends BDAT chunks where offered (RFC 3030).
 
 Every failure is sorted here into what the sender does with it: ``sent``, ``failed`` (permanent,
 5xx), ``retry`` (temporary: 4xx, a dropped connection, a timeout) or a :class:`RelayError` that stops
@@ -8,59 +9,20 @@ are wrapped where they enter, with host and port and never a password.
 from __future__ import annotations
 
 import asyncio
-import html
-import os
 import re
 import ssl
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
-from ..errors import (AuthenticationError, ConfigError, MailnbError, RelayError, TLSError, arg,
+from ..errors import (AuthenticationError, MailnbError, RelayError, TLSError, arg,
                      phrase)
-from ..util.files import private_dir, write_private
-from ..util.marks import WRAP, mark, marked, text_mark
 from ..config.oauth import access_token, sasl_oauthbearer
-from ..util.runner import run_sync
-from ..config.settings import Pickup, Relay, Secret, client_ssl_context
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one attempt: ``status`` is ``sent``, ``failed`` or ``retry``."""
-
-    status: str
-    code: int | None = None
-    reply: str = ""
-    slow_down: bool = False      # the relay said 421: send slower from now on
-    retry_after: float | None = None   # the server said when to try again (HTTP Retry-After)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "sent"
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A message a transport may start early (its MAIL, RCPT and DATA pipelined behind the
-    message before it)."""
-
-    sender: str
-    recipient: str
-    data: bytes
-    smtputf8: bool = False
-
-
-#: called by a transport just before a message's end of data is handed to the relay: whether to
-#: send it after all, and a next message whose envelope may go out with it
-Handover = Callable[[], Awaitable[tuple[bool, "Envelope | None"]]]
-
-
+from ..config.secrets import Secret
+from ..config.targets import Relay, client_ssl_context
+from ..inbound.mailbox import pop_login
+from .base import Transport, register
+from .outcome import Delivery, Envelope, Handover
 def tls_context(relay: Relay) -> ssl.SSLContext:
     return client_ssl_context(relay.verify, relay.cafile)
 
@@ -571,154 +533,11 @@ class SMTPConnection:
         return Delivery("failed", code, f"{code} {message}")
 
 
-class PickupConnection:
-    """"Save as file": each message becomes ``<n>-<recipient>.eml`` in the folder."""
-
-    def __init__(self, pickup: Pickup) -> None:
-        self.folder = Path(pickup.folder)
-        self.steps: list[tuple[str, bool, str]] = []
-
-    async def open(self) -> None:
-        try:
-            private_dir(self.folder)
-        except OSError as err:
-            raise ConfigError(f"cannot create the pickup folder {str(self.folder)!r}: {err}") \
-                from None
-
-    async def close(self) -> None:
-        pass
-
-    async def send(self, sender: str, recipient: str, data: bytes, *, smtputf8: bool = False,
-                   handover: Handover | None = None) -> Delivery | None:
-        if handover is not None and not (await handover())[0]:
-            return None
-        path = unique_path(self.folder / f"{time.time_ns()}-{safe_name(recipient)}.eml")
-        write_atomic(path, data)
-        return Delivery("sent", None, f"written to {path}")
+async def _pop_before_smtp(relay: Relay) -> None:
+    """Older relays that want a POP3 login first (``pop_before_smtp``)."""
+    if relay.pop_before_smtp is not None:
+        await asyncio.to_thread(pop_login, relay.pop_before_smtp)
 
 
-def open_connection(relay: Relay | Pickup, password: Secret | None) -> Any:
-    return PickupConnection(relay) if isinstance(relay, Pickup) else SMTPConnection(relay, password)
-
-
-# -- files --------------------------------------------------------------------------------------------
-_UNSAFE = re.compile(r"[^\w@.+=-]+", re.UNICODE)
-
-
-def safe_name(text: str, limit: int = 80) -> str:
-    """Text made safe for a file name on any system."""
-    name = _UNSAFE.sub("_", text).strip("._") or "_"
-    return name[:limit]
-
-
-def unique_path(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for i in range(1, 10_000):
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise ConfigError(f"too many files named like {path}")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Messages hold personal data: written 0600, in folders made 0700."""
-    write_private(path, data)
-
-
-@dataclass
-class Backup:
-    """Save a copy of every sent message. ``pattern`` is a path with placeholders ``{campaign}``,
-    ``{subject}``, ``{recipient}``, ``{date}`` (YYYY-MM-DD) and ``{time}`` (HHMMSS), each made
-    safe for file names; a pattern not ending in ``.eml`` is a folder, and files are named
-    ``{date}-{time}-{recipient}.eml`` in it."""
-
-    pattern: str
-    written: list[Path] = field(default_factory=list, repr=False)
-
-    def path_for(self, *, campaign: str, subject: str, recipient: str,
-                 when: float | None = None) -> Path:
-        now = datetime.fromtimestamp(when or time.time())
-        values = {"campaign": safe_name(campaign), "subject": safe_name(subject, 60),
-                  "recipient": safe_name(recipient), "date": now.strftime("%Y-%m-%d"),
-                  "time": now.strftime("%H%M%S")}
-        pattern = self.pattern
-        if not pattern.endswith(".eml"):
-            pattern = pattern.rstrip("/") + "/{date}-{time}-{recipient}.eml"
-        try:
-            return Path(os.path.expanduser(pattern.format(**values)))
-        except (KeyError, IndexError, ValueError) as err:
-            raise ConfigError(f"backup pattern {self.pattern!r}: unknown placeholder {err}; use "
-                              "{campaign}, {subject}, {recipient}, {date} or {time}") from None
-
-    def check(self) -> None:
-        self.path_for(campaign="c", subject="s", recipient="r@example.com")
-
-    def save(self, data: bytes, **values: Any) -> Path:
-        path = unique_path(self.path_for(**values))
-        private_dir(path.parent)
-        write_atomic(path, data)
-        return path
-
-
-# -- check_relay ----------------------------------------------------------------------------------------
-class RelayCheck:
-    """The steps of :func:`check_relay`, each ok or not, with what the server said."""
-
-    def __init__(self, relay: Relay, steps: list[tuple[str, bool, str]], warnings: list[str]):
-        self.relay = relay
-        self.steps = steps
-        self.warnings = warnings
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.steps) and all(ok for _, ok, _ in self.steps)
-
-    def to_frame(self) -> Any:
-        import pandas as pd
-        return pd.DataFrame(self.steps, columns=["step", "ok", "detail"])
-
-    def __repr__(self) -> str:
-        lines = [f"check of {self.relay.describe()}: {'OK' if self.ok else 'FAILED'}"]
-        lines += [f"  {text_mark(ok)} {step}: {detail}" for step, ok, detail in self.steps]
-        lines += [f"  ! {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{mark('ok' if ok else 'failed')}</td><td>{html.escape(step)}</td>"
-            f"<td style='{WRAP}'>{html.escape(detail)}</td></tr>" for step, ok, detail in self.steps)
-        warns = "".join(marked("warning", w) for w in self.warnings)
-        return (f"<div><b>{html.escape(self.relay.describe())}</b>: "
-                f"{mark('ok' if self.ok else 'failed')}<table>{rows}</table>{warns}</div>")
-
-
-async def check_relay_async(relay: Relay) -> RelayCheck:
-    import warnings as _w
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
-        try:
-            found = relay.validate()
-        except ConfigError as err:
-            return RelayCheck(relay, [("settings", False, str(err))], [])
-    steps: list[tuple[str, bool, str]] = [("settings", True, relay.describe())]
-    try:
-        password = relay.resolve_password()
-    except MailnbError as err:
-        return RelayCheck(relay, steps + [("password", False, str(err))], found)
-    conn = SMTPConnection(relay, password)
-    try:
-        await conn.open()
-    except MailnbError:
-        pass
-    finally:
-        if conn.smtp is not None:
-            await conn.close()
-            conn.steps.append(("QUIT", True, "closed without sending"))
-    del caught
-    return RelayCheck(relay, steps + conn.steps, found)
-
-
-def check_relay(relay: Relay) -> RelayCheck:
-    """Connect, say EHLO, negotiate TLS, authenticate and quit, reporting each step; send nothing."""
-    return run_sync(check_relay_async(relay))
+register(Transport("smtp", Relay, connect=SMTPConnection, password=Relay.resolve_password,
+                   before_send=_pop_before_smtp))
