@@ -26,6 +26,7 @@ from .audience.recipients import (Audience, Blocklist, RecipientError, Suppressi
                          address_key, csv_lines, read_table)
 from .sending.campaign import Campaign
 from .sending.front import send
+from .sending.preflight import check_campaign
 from .sending.trial import send_test
 from .config.profile import PROFILE_KEYS_HELP, Profile
 from .config.targets import Relay
@@ -282,11 +283,11 @@ class Job:
         return self.template_obj.preview(self.audience, n=n, context=self.campaign_obj.data)
 
     def preflight(self) -> pd.DataFrame:
-        """Every problem, each with its row and, for a CSV, the file's line."""
-        c = self.campaign_obj
-        c.validate()
-        return self._with_lines(self.template_obj.preflight(self.audience, context=c.data,
-                                                            empty=c.empty))
+        """Every problem, each with its row and, for a CSV, the file's line: the send's own
+        preflight, run once. :meth:`send` reuses what it found and rendered, so the messages
+        are not rendered again."""
+        self._preflighted = check_campaign(self.campaign_obj)
+        return self._with_lines(self._preflighted.frame())
 
     def _with_lines(self, problems: pd.DataFrame) -> pd.DataFrame:
         lines = csv_lines(self.table)
@@ -308,7 +309,8 @@ class Job:
         """What ``send()`` gets: this run's own options, and the profile's pacing and run
         settings as ``SendOptions.resolve`` reads them (the settings given here already in it)."""
         opts: dict[str, Any] = {"journal": self.journal_obj, "dry_run": bool(self.dry_run),
-                                "reset": bool(self.reset)}
+                                "reset": bool(self.reset),
+                                "preflight": getattr(self, "_preflighted", None)}
         if self.progress is not None:
             off = str(self.progress).strip().lower() in ("false", "no", "none", "0", "off", "")
             opts["progress"] = False if off else self.progress
