@@ -27,17 +27,27 @@ from typing import Any
 from .errors import MailnbError
 
 
+#: the settings `mailnb check` takes: where the relay is and how to log in
+RELAY_SETTINGS = ("profile", "host", "port", "security", "username", "helo", "cafile", "verify",
+                  "pickup")
+
+
 def _relay_args(p: argparse.ArgumentParser) -> None:
+    """The relay's flags, as `mailnb send` has them (help and type from the registry)."""
+    from .config.registry import setting
+    from .errors import flag_name
     g = p.add_argument_group("relay (or --profile)")
-    g.add_argument("--profile", help="a saved profile (relay, From, pacing); default $MAILNB_PROFILE")
-    g.add_argument("--host", help="SMTP relay host")
-    g.add_argument("--port", type=int, help="SMTP port (default by security: 587, 465 or 25)")
-    g.add_argument("--security", choices=["starttls", "tls", "none"], help="default starttls")
-    g.add_argument("--username", help="SMTP login; the password comes from MAILNB_SMTP_PASSWORD")
-    g.add_argument("--helo", help="the name to say in EHLO")
-    g.add_argument("--cafile", help="a PEM file of the CA that signed the relay's certificate")
-    g.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
-    g.add_argument("--pickup", metavar="DIR", help="write .eml files into DIR instead of sending")
+    for name in RELAY_SETTINGS:
+        s = setting(name)
+        kw: dict[str, Any] = {"dest": name, "help": s.help}
+        if s.flag == "--insecure":
+            kw.update(action="store_const", const=False, default=None,
+                      help="do not verify the TLS certificate")
+        elif s.choices:
+            kw["choices"] = list(s.choices)
+        elif s.kind is int:
+            kw["type"] = int
+        g.add_argument(flag_name(name), **kw)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -158,26 +168,26 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _send_args(s: argparse.ArgumentParser) -> None:
-    """One flag per Job setting, named like it (--daily-cap for daily_cap)."""
-    from dataclasses import fields
-
+    """One flag per campaign setting of the registry, named like it (--daily-cap for
+    daily_cap), in the registry's groups."""
+    from .config.registry import GROUPS, JOB, in_door
     from .errors import flag_name
-    from .job import Job
-    kinds = {"int": int, "int | None": int, "str | None": str, "str": str}
-    for f in fields(Job):
-        kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help"), "default": None}
-        if f.name == "verify":          # --insecure: the one flag that switches a setting off
+    groups = {key: s.add_argument_group(title) for key, title in GROUPS.items()}
+    for setting in in_door(JOB):
+        kw: dict[str, Any] = {"dest": setting.name, "help": setting.help, "default": None}
+        if setting.flag == "--insecure":     # the one flag that switches a setting off
             kw.update(action="store_const", const=False,
                       help="do not verify the relay's TLS certificate")
-        elif f.type in ("bool | None", "bool"):
+        elif setting.kind is bool:
             kw.update(action="store_const", const=True)
-        elif f.name == "data":          # --data sales=sales.csv --data logo=logo.png
+        elif setting.name == "data":          # --data sales=sales.csv --data logo=logo.png
             kw.update(action="append", metavar="NAME=FILE")
         else:
-            kw["type"] = kinds.get(str(f.type), str)
-        s.add_argument(flag_name(f.name), **kw)
-    s.add_argument("--direct", dest="transport", action="store_const", const="direct",
-                   help="deliver to each domain's MX yourself (same as --transport direct)")
+            kw["type"] = int if setting.kind is int else str
+        groups[setting.group].add_argument(flag_name(setting.name), **kw)
+    groups["relay"].add_argument("--direct", dest="transport", action="store_const",
+                                 const="direct", help="deliver to each domain's MX yourself "
+                                 "(same as --transport direct)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -185,10 +195,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .job import Job
     from .config.targets import Relay
     from .transports.check import check_relay
-    given = {k: getattr(args, k) for k in ("profile", "host", "port", "security", "username",
-                                           "helo", "cafile", "pickup") if getattr(args, k)}
-    if args.insecure:
-        given["verify"] = False
+    given = {k: getattr(args, k) for k in RELAY_SETTINGS if getattr(args, k) not in (None, "")}
     relay = Job(campaign="check", **given).relay()
     if not isinstance(relay, Relay):
         print(f"mailnb: {relay.describe()}: nothing to check before sending")
@@ -324,10 +331,8 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
     from dataclasses import MISSING, fields
 
     from .errors import flag_name
-    from .job import Job
     from .config.presets import PRESETS
-    from .config.profile import PROFILE_KEYS_HELP, Profile
-    job = {f.name: f for f in fields(Job)}
+    from .config.profile import Profile
     c.add_argument("name", help="the profile's name (letters, digits, '.', '_', '-')")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a provider's host, port, security "
                    "and daily cap")
@@ -336,9 +341,7 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
     for f in fields(Profile):
         if f.name in ("name", "provider"):
             continue
-        meta = job[f.name].metadata if f.name in job else {}
-        kw: dict[str, Any] = {"dest": f.name, "default": None,
-                              "help": meta.get("help") or PROFILE_KEYS_HELP.get(f.name)}
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata["help"]}
         if isinstance(f.default, bool):      # --verify / --no-verify: a profile says both ways
             kw["action"] = argparse.BooleanOptionalAction
             c.add_argument("--" + f.name.replace("_", "-"), **kw)

@@ -48,7 +48,8 @@ def alt(python: str, cli: str) -> str:
 
 
 #: settings whose flag is not their name with dashes (``verify`` is switched off by its flag)
-FLAGS = {"from_addr": "--from", "verify": "--insecure"}
+#: the command line's flags that are not the setting's name (the settings registry fills it)
+FLAGS: dict[str, str] = {}
 
 
 def flag_name(name: str) -> str:

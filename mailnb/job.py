@@ -10,9 +10,9 @@ in one place, :meth:`Job.settings`.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -20,7 +20,7 @@ from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError, alt, arg, flag_name
 from .util.files import open_private
 from .journal.open import open_journal
-from .config.options import PACING_FROM_PROFILE, RUN_FROM_PROFILE, SendOptions, closest
+from .config.options import SendOptions, closest, from_profile
 from .journal.privacy import forgotten
 from .audience.recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
                          address_key, csv_lines, read_table)
@@ -28,92 +28,25 @@ from .sending.campaign import Campaign
 from .sending.front import send
 from .sending.preflight import check_campaign
 from .sending.trial import send_test
-from .config.profile import PROFILE_KEYS_HELP, Profile
+from .config.profile import Profile
+from .config.registry import JOB, PROFILE, SETTINGS, settings_fields
 from .config.targets import Relay
 from .compose.templates import Template
 
 
-def _s(help: str) -> Any:
-    return field(default=None, metadata={"help": help})
-
-
-@dataclass
+@settings_fields(JOB, defaults="none")
 class Job:
-    """Every setting of a campaign. ``mailnb send --<name>`` and the notebook's parameters use
-    the same names; see the README's settings table for what each does."""
+    """Every setting of a campaign: the registry's ``job`` settings (:mod:`mailnb.config.registry`).
+    ``mailnb send --<name>`` and the notebook's parameters use the same names; see the README's
+    settings table for what each does. None: not given (the profile's value, else the default).
+    """
 
-    campaign: str = _s("campaign name: the journal's key; the same name resumes, never resends")
-    recipients: Any = _s("CSV, TSV, Excel or Parquet file (or a DataFrame); empty: the sample")
-    template: Any = _s("template folder (subject.txt, body.txt, body.html) or a Template; empty: "
-                       "the sample")
-    profile: Any = _s("a saved profile (relay, From, pacing); default $MAILNB_PROFILE")
-    email_column: str | None = _s("the column that holds the addresses (default email)")
-    encoding: str | None = _s("the recipients file's text encoding (default: detected)")
-    # -- the audience
-    unsubscribes: str | None = _s("CSV of unsubscribed addresses (email[,campaign])")
-    suppressions: str | None = _s("CSV of suppressed addresses")
-    blocklist: Any = _s("file of addresses and @domains not to mail, one per line")
-    transactional: bool | None = _s("vital messages (bookings): unsubscribes do not apply")
-    key_column: str | None = _s("the column that identifies a person (default: the address)")
-    follow_up: str | None = _s("an earlier campaign: this one is a reminder, threaded to it")
-    follow_up_filter: str | None = _s("who gets it: a pandas query on the recipients' table "
-                                      "(with follow_up: also `not responded`)")
-    attachment_column: str | None = _s("the column of attachment paths")
-    data: Any = _s("data for report templates, name=file (CSV, TSV, Excel, Parquet or an "
-                   "image); repeat for more. In Python a dict of names to files, DataFrames, "
-                   "images or callables that take the row")
-    empty: str | None = _s("a row whose report selection is empty: error (default), skip or "
-                           "send")
-    # -- the message
-    from_addr: str | None = _s("From address")
-    from_name: str | None = _s("From name")
-    alternate_from: bool | None = _s("send from the profile's alternate From (else the main one)")
-    reply_to: str | None = _s("Reply-To address")
-    email_format: str | None = _s("both, text or html")
-    bounce_address: str | None = _s("envelope sender (Return-Path): where delivery reports go")
-    verp: bool | None = _s("a per-message bounce address, local+<id>@domain")
-    # -- the relay
-    host: str | None = _s("SMTP relay host")
-    port: int | None = _s("SMTP port (default by security: 587, 465 or 25)")
-    security: str | None = _s("starttls, tls or none")
-    requires_auth: bool | None = _s("the relay needs a login (default: when a username is given)")
-    username: str | None = _s("SMTP login; the password comes from MAILNB_SMTP_PASSWORD")
-    auth: str | None = _s("password or oauth2 (Microsoft 365: sign in once with mailnb login)")
-    oauth_provider: str | None = _s("who signs in with OAuth2: microsoft")
-    oauth_client_id: str | None = _s("the client id of your organisation's app registration")
-    oauth_tenant: str | None = _s("the tenant id or domain (default: organizations)")
-    oauth_authority: str | None = _s("replaces the provider's sign-in URL (own servers, tests)")
-    transport: str | None = _s("smtp (the relay), graph (Microsoft Graph) or direct (each "
-                               "domain's MX)")
-    graph_url: str | None = _s("replaces Microsoft Graph's URL (national clouds, tests)")
-    helo: str | None = _s("the name to say in EHLO")
-    cafile: str | None = _s("a PEM file of the CA that signed the relay's certificate")
-    verify: bool | None = _s("verify the relay's TLS certificate (default yes)")
-    pickup: str | None = _s("write .eml files into this folder instead of sending")
-    # -- pacing
-    rate: str | None = _s("e.g. 600/h, 10/min (0: no limit)")
-    daily_cap: int | None = _s("at most N a day for this relay account (0: no cap)")
-    block_size: int | None = _s("messages per block ...")
-    block_pause: str | None = _s("... then a pause, e.g. 2min")
-    limit: int | None = _s("at most N messages this run (0: no limit)")
-    concurrency: int | None = _s("parallel connections")
-    window: str | None = _s("send only inside, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin'")
-    wait: bool | None = _s("at the daily cap or outside the window: wait, do not stop")
-    retries: int | None = _s("retries of a temporary failure (default 3)")
-    # -- the journal and the run
-    journal: str | None = _s("journal file, or a postgresql:// URL that several workers share "
-                             "(default: the profile's, $MAILNB_JOURNAL or the user data folder)")
-    new_journal: bool | None = _s("start a new journal at --journal if none is there")
-    dry_run: bool | None = _s("render and plan, send nothing")
-    reset: bool | None = _s("set every recipient to unsent first")
-    requeue_errors: bool | None = _s("set failed and deferred to unsent after sending")
-    resend_unknown: bool | None = _s("resend messages whose outcome a crash lost")
-    backup: str | None = _s("keep a copy of each sent message, e.g. 'sent/{campaign}/{date}'")
-    # -- "send me a test first", and the output
-    test_to: str | None = _s("send the first messages to this address only, marked [TEST]")
-    test_rows: int | None = _s("how many messages the test sends (default 1)")
-    results: str | None = _s("write the result table (every input row) to this CSV")
-    progress: Any = _s("auto, text, or none")
+    if TYPE_CHECKING:        # the fields come from the registry: typed there, checked at runtime
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+
+        def __init__(self, **settings: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -315,8 +248,7 @@ class Job:
             off = str(self.progress).strip().lower() in ("false", "no", "none", "0", "off", "")
             opts["progress"] = False if off else self.progress
         resolved = SendOptions.resolve(self.settings, opts)
-        return {**{k: getattr(resolved, k) for k in (*PACING_FROM_PROFILE, *RUN_FROM_PROFILE)},
-                **opts}
+        return {**{k: getattr(resolved, k) for k in from_profile()}, **opts}
 
     def send(self) -> pd.DataFrame:
         """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""
@@ -381,23 +313,20 @@ def _data_value(name: str, value: Any) -> Any:
 
 def settings_table() -> str:
     """The README's table: every setting with its profile key, notebook parameter, CLI flag, API
-    and effect, generated from the code (a test holds the README to it)."""
+    and effect, generated from the registry (a test holds the README to it)."""
     from .config.options import SendOptions
     from .sending.campaign import Campaign
-    job = {f.name: f for f in fields(Job)}
-    prof = {f.name for f in fields(Profile)}
     places = [("send()", {f.name for f in fields(SendOptions)}),
               ("Campaign", {f.name for f in fields(Campaign)}),
               ("Relay", {f.name for f in fields(Relay)})]
     rows = ["| setting | profile key | notebook parameter | CLI flag (`mailnb send`) | API | "
             "effect |", "|---|---|---|---|---|---|"]
-    for name in [*job, *(n for n in PROFILE_KEYS_HELP if n not in job)]:
-        f = job.get(name)
-        flag = f"`{flag_name(name)}`" if f else ""
-        api = ", ".join((["Job"] if f else []) + [p for p, names in places if name in names])
-        effect = f.metadata["help"] if f else PROFILE_KEYS_HELP[name]
-        rows.append(f"| `{name}` | {'yes' if name in prof else ''} | {'yes' if f else ''} | "
-                    f"{flag} | {api} | {effect} |")
+    for s in SETTINGS:
+        job = JOB in s.doors
+        flag = f"`{flag_name(s.name)}`" if job else ""
+        api = ", ".join((["Job"] if job else []) + [p for p, names in places if s.name in names])
+        rows.append(f"| `{s.name}` | {'yes' if PROFILE in s.doors else ''} | "
+                    f"{'yes' if job else ''} | {flag} | {api} | {s.help} |")
     return "\n".join(rows) + "\n"
 
 

@@ -24,8 +24,9 @@ from .config.oauth import login
 from .sending.trial import send_test_message
 from .config.presets import PRESETS, apply_preset
 from .config.profile import Profile
+from .config.registry import Setting, setting
 from .config.secrets import Secret
-from .config.targets import DEFAULT_PORTS, SECURITY
+from .config.targets import DEFAULT_PORTS
 from .transports.check import check_relay
 
 _WIDE = {"description_width": "150px"}
@@ -45,7 +46,8 @@ def _row(children: list[W.Widget]) -> W.HBox:
 class _Form(W.VBox):
     """A form bound to profile attributes: (attribute, label, widget) rows with a live check each."""
 
-    FIELDS: tuple[tuple[str, str, Callable[[], W.Widget]], ...] = ()
+    FIELDS: tuple[str, ...] = ()                    # the profile settings it edits, in order
+    WIDGETS: dict[str, Callable[[], W.Widget]] = {}  # a widget other than the registry's kind
     TITLE = ""
 
     def __init__(self, profile: Profile | None = None) -> None:
@@ -54,9 +56,9 @@ class _Form(W.VBox):
         self.inputs: dict[str, W.Widget] = {}
         self.checks: dict[str, W.HTML] = {}
         rows: list[W.Widget] = [W.HTML(f"<b>{self.TITLE}</b>")]
-        for attr, label, make in self.FIELDS:
-            w = make()
-            w.description = label
+        for attr in self.FIELDS:
+            w = self.WIDGETS.get(attr, lambda: _widget(setting(attr)))()
+            w.description = setting(attr).label or attr
             w.style = _WIDE
             w.value = getattr(self.profile, attr)
             w.observe(self._changed, names="value")
@@ -119,6 +121,15 @@ def _int() -> W.IntText:
     return W.IntText()
 
 
+def _widget(s: Setting) -> W.Widget:
+    """A setting's widget by its kind: a tick box, a whole number, a choice, or text."""
+    if s.kind is bool:
+        return W.Checkbox(indent=False)
+    if s.choices:
+        return W.Dropdown(options=list(s.choices))
+    return _int() if s.kind is int else _text()
+
+
 class _PasswordField:
     """A password field whose value moves into a Secret at once. The field then holds a stand-in
     (never the password, so the widget state and the notebook never do); clearing the field
@@ -154,23 +165,13 @@ class RelayForm(_Form):
     message, Save profile."""
 
     TITLE = "SMTP relay"
-    FIELDS = (
-        ("host", "Server", _text),
-        ("port", "Port", _int),
-        ("security", "Security", lambda: W.Dropdown(options=list(SECURITY))),
-        ("requires_auth", "Requires login", lambda: W.Checkbox(indent=False)),
-        ("username", "Username", _text),
-        ("auth", "Sign-in", lambda: W.Dropdown(options=[("password", "password"),
-                                                        ("OAuth2", "oauth2")])),
-        ("oauth_provider", "OAuth provider", lambda: W.Dropdown(
-            options=[("Microsoft 365", "microsoft"), ("Google", "google")])),
-        ("oauth_client_id", "OAuth client id", _text),
-        ("oauth_tenant", "OAuth tenant", _text),
-        ("helo", "HELO name", _text),
-        ("cafile", "CA file", _text),
-        ("verify", "Verify certificate", lambda: W.Checkbox(indent=False)),
-        ("pop_before_smtp", "POP before SMTP", lambda: W.Checkbox(indent=False)),
-    )
+    FIELDS = ("host", "port", "security", "requires_auth", "username", "auth", "oauth_provider",
+              "oauth_client_id", "oauth_tenant", "helo", "cafile", "verify", "pop_before_smtp")
+    WIDGETS = {
+        "auth": lambda: W.Dropdown(options=[("password", "password"), ("OAuth2", "oauth2")]),
+        "oauth_provider": lambda: W.Dropdown(
+            options=[("Microsoft 365", "microsoft"), ("Google", "google")]),
+    }
 
     def __init__(self, profile: Profile | None = None) -> None:
         self.password = _PasswordField("Password")
@@ -293,29 +294,16 @@ class PreferencesForm(_Form):
     """From, Reply-To, footer, format, pacing, exclusion policy and journal."""
 
     TITLE = "Sending preferences"
-    FIELDS = (
-        ("from_addr", "From address", _text),
-        ("from_name", "From name", _text),
-        ("alt_from_addr", "Alternate From", _text),
-        ("alt_from_name", "Alternate name", _text),
-        ("reply_to", "Reply-To", _text),
-        ("footer", "Default footer", lambda: W.Textarea(rows=3)),
-        ("email_format", "Format", lambda: W.Dropdown(options=["both", "text", "html"])),
-        ("rate", "Rate (600/h)", _text),
-        ("daily_cap", "Daily cap", _int),
-        ("block_size", "Block size", _int),
-        ("block_pause", "Block pause", _text),
-        ("concurrency", "Connections", lambda: W.BoundedIntText(min=1, max=100)),
-        ("limit", "Limit per run", _int),
-        ("exclusion_policy", "Unsubscribes",
-         lambda: W.Dropdown(options=[("all campaigns", "global"), ("per campaign", "campaign")])),
-        ("journal", "Journal file", _text),
-        ("unsubscribe_mailto", "Unsubscribe address", _text),
-        ("unsubscribe_url", "Unsubscribe URL", _text),
-        ("dkim_selector", "DKIM selector", _text),
-        ("dkim_domain", "DKIM domain", _text),
-        ("dkim_key_file", "DKIM key file", _text),
-    )
+    FIELDS = ("from_addr", "from_name", "alt_from_addr", "alt_from_name", "reply_to", "footer",
+              "email_format", "rate", "daily_cap", "block_size", "block_pause", "concurrency",
+              "limit", "exclusion_policy", "journal", "unsubscribe_mailto", "unsubscribe_url",
+              "dkim_selector", "dkim_domain", "dkim_key_file")
+    WIDGETS = {
+        "footer": lambda: W.Textarea(rows=3),
+        "concurrency": lambda: W.BoundedIntText(min=1, max=100),
+        "exclusion_policy": lambda: W.Dropdown(
+            options=[("all campaigns", "global"), ("per campaign", "campaign")]),
+    }
 
     def _buttons(self) -> list[W.Widget]:
         self.check_button = _button("Check sender domain", "check")
@@ -337,17 +325,9 @@ class BounceForm(_Form):
     """The bounce mailbox: IMAP server, login, the folder to monitor, the threshold."""
 
     TITLE = "Bounce mailbox"
-    FIELDS = (
-        ("imap_host", "IMAP server", _text),
-        ("imap_port", "Port", _int),
-        ("imap_security", "Security", lambda: W.Dropdown(options=["tls", "starttls"])),
-        ("imap_username", "Username", _text),
-        ("imap_cafile", "CA file", _text),
-        ("bounce_address", "Bounce address", _text),
-        ("bounce_folder", "Folder", lambda: W.Combobox(ensure_option=False)),
-        ("bounce_threshold", "Soft bounces", _int),
-        ("processed_folder", "Move processed to", _text),
-    )
+    FIELDS = ("imap_host", "imap_port", "imap_security", "imap_username", "imap_cafile",
+              "bounce_address", "bounce_folder", "bounce_threshold", "processed_folder")
+    WIDGETS = {"bounce_folder": lambda: W.Combobox(ensure_option=False)}
 
     def __init__(self, profile: Profile | None = None) -> None:
         self.password = _PasswordField("IMAP password")

@@ -157,6 +157,25 @@ def test_notebook_parameters_are_the_job_settings():
     assert names == {f.name for f in dataclasses.fields(Job)}
 
 
+def test_every_door_is_made_from_the_registry():
+    """One declaration a setting: the notebook's parameter cell is the registry's, word for word;
+    the Job's, the profile's and send()'s fields are its doors' settings with its help; the
+    command line groups its flags by the registry's groups."""
+    from mailnb.config.options import SendOptions
+    from mailnb.config.registry import GROUPS, SETTINGS, parameter_cell
+    nb = json.loads((ROOT / "notebooks" / "campaign.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert "".join(cell["source"]) == parameter_cell()
+    for cls, door in ((Job, "job"), (Profile, "profile"), (SendOptions, "send")):
+        made = {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata}
+        assert made == {s.name: s.help for s in SETTINGS if door in s.doors}, cls
+    send = build_parser()._subparsers._group_actions[0].choices["send"]
+    titles = {g.title: {a.dest for a in g._group_actions} for g in send._action_groups}
+    for s in SETTINGS:
+        if "job" in s.doors:
+            assert s.name in titles[GROUPS[s.group]], s.name
+
+
 SAMPLES = {"int": 7, "str": "x", "bool": True, "float": 12.5}
 
 

@@ -10,22 +10,13 @@ from __future__ import annotations
 import difflib
 import inspect
 import threading
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError
 from .pacing import Pacing
-
-#: the pacing options and the Profile fields they come from
-PACING_FROM_PROFILE = {"rate": "rate", "daily_cap": "daily_cap", "block_size": "block_size",
-                       "block_pause": "block_pause", "limit": "limit",
-                       "concurrency": "concurrency", "window": "window"}
-#: the other options a profile can hold
-RUN_FROM_PROFILE = {"journal": "journal", "retries": "retries", "backup": "backup",
-                    "resend_unknown": "resend_unknown", "requeue_errors": "requeue_errors",
-                    "wait": "wait"}
-
+from .registry import PROFILE, SEND, in_door, settings_fields
 
 def closest(name: str, valid: list[str], what: str) -> ConfigError:
     """An error for an unknown ``name`` that suggests the closest valid one."""
@@ -34,34 +25,25 @@ def closest(name: str, valid: list[str], what: str) -> ConfigError:
     return ConfigError(f"unknown {what} {name!r}{hint}")
 
 
-@dataclass(frozen=True)
+@settings_fields(SEND, defaults="send", frozen=True)
 class SendOptions:
-    """Everything :func:`mailnb.send` takes besides the campaign and the relay."""
+    """Everything :func:`mailnb.send` takes besides the campaign and the relay: the registry's
+    ``send`` settings (None: the profile's value, else the default), then these."""
 
-    journal: Any = None                 # a path, a Journal, or None: $MAILNB_JOURNAL / the default
-    new_journal: bool = False           # an explicit journal path that does not exist may be made
-    dry_run: bool = False               # render and plan, send nothing, write nothing
-    rate: str | None = None             # "600/h", "10/min"; 0: no limit
-    daily_cap: int | None = None        # per relay account, rolling 24 hours; 0: no cap
-    block_size: int | None = None       # messages per block ...
-    block_pause: str | float | None = None   # ... then a pause ("2min")
-    limit: int | None = None            # at most this many messages this run; 0: no limit
-    concurrency: int | None = None      # parallel connections (default 1)
-    window: str | None = None           # "Mon-Fri 09:00-17:00 Europe/Berlin"
-    wait: bool = False                  # at the daily cap or outside the window: wait, not stop
-    retries: int = 3                    # retries of a temporary failure within the run
     backoff: float = 2.0                # first retry after this many seconds, doubling
     max_backoff: float = 300.0
-    reset: bool = False                 # every recipient back to unsent first
-    requeue_errors: bool = False        # failed and deferred back to unsent afterwards
-    resend_unknown: bool = False        # resend messages whose outcome a crash lost
-    backup: str | None = None           # a path pattern for a copy of each sent message
-    progress: str | bool | None = "auto"
     max_size: int | None = None         # bytes a message may have (default 10 MB)
     block: Any = None                   # shorthand: (size, pause) or a size
     pacing: Pacing | None = None        # a ready Pacing (wins over the pacing options)
     stop: threading.Event | None = None   # set it to stop after the messages in flight
     preflight: Any = None               # a preflight already run (Job.preflight): not run again
+
+    if TYPE_CHECKING:        # the settings' fields come from the registry
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+
+        def __init__(self, **options: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     @classmethod
     def names(cls) -> list[str]:
@@ -84,8 +66,8 @@ class SendOptions:
         if profile is None:
             return given
         changes: dict[str, Any] = {}
-        for opt, key in {**PACING_FROM_PROFILE, **RUN_FROM_PROFILE}.items():
-            value = getattr(profile, key, None)
+        for opt in from_profile():
+            value = getattr(profile, opt, None)
             if options.get(opt) is None and value is not None and value != "":
                 changes[opt] = value
         return replace(given, **changes)
@@ -107,6 +89,12 @@ class SendOptions:
         if isinstance(self.journal, (str, Path)) and not str(self.journal).strip():
             raise ConfigError("journal is an empty path; leave it out for the default journal")
         return self.make_pacing()
+
+
+def from_profile() -> list[str]:
+    """The options a profile's value stands in for when they are not given: the settings that
+    are both a profile key and a send option."""
+    return [s.name for s in in_door(SEND) if PROFILE in s.doors]
 
 
 def signature_of(func: Any) -> inspect.Signature:

@@ -4,22 +4,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import (ConfigError, alt, arg, named)
+from ..errors import ConfigError, alt, arg, named
 from ..util.files import private_dir
-from .pacing import Window, parse_duration, parse_rate
+from .registry import FORMATS, PROFILE, in_door, settings_fields
 from ..audience.recipients import normalize
 from .secrets import SMTP_PASSWORD_ENV, Secret, find_password
-from .targets import (Direct, GRAPH_URL, Graph, Pickup, AUTH_METHODS, GOOGLE_SMTP_SCOPES, MICROSOFT_GRAPH_SCOPES,
-                      MICROSOFT_SMTP_SCOPES, OAUTH_PROVIDERS, SECURITY, Mailbox, OAuth, Relay, port_mismatch, transport_names, url_problem,
+from .targets import (AUTH_METHODS, GOOGLE_SMTP_SCOPES, GRAPH_URL, MICROSOFT_GRAPH_SCOPES,
+                      MICROSOFT_SMTP_SCOPES, OAUTH_PROVIDERS, SECURITY, Direct, Graph, Mailbox,
+                      OAuth, Pickup, Relay, port_mismatch, transport_names, url_problem,
                       valid_hostname)
+
 PROFILE_ENV = "MAILNB_PROFILE"
 CONFIG_DIR_ENV = "MAILNB_CONFIG_DIR"
 IMAP_PASSWORD_ENV = "MAILNB_IMAP_PASSWORD"
-FORMATS = ("both", "text", "html")
 
 
 def config_dir() -> Path:
@@ -34,81 +35,21 @@ def _env_name(base: str, profile: str) -> str:
     return f"{base}_{re.sub(r'[^A-Za-z0-9]', '_', profile).upper()}"
 
 
-@dataclass
+@settings_fields(PROFILE, defaults="profile")
 class Profile:
-    """A named set of settings: the relay, the sending preferences and the bounce mailbox.
+    """A named set of settings: the relay, the sending preferences and the bounce mailbox. Its
+    keys are the registry's ``profile`` settings (:mod:`mailnb.config.registry`).
 
     Stored as ``<config dir>/profiles/<name>.toml`` (mode 0600) without any password: passwords come
     from ``MAILNB_SMTP_PASSWORD_<PROFILE>``, ``MAILNB_SMTP_PASSWORD`` or the keyring (IMAP alike).
     """
 
-    name: str = "default"
-    provider: str = "custom"
-    # relay
-    host: str = ""
-    port: int = 0                      # 0: the security's port (587 starttls, 465 tls, 25 none)
-    security: str = "starttls"
-    requires_auth: bool = True
-    auth: str = "password"             # or oauth2: sign in with Microsoft (device code, refresh)
-    oauth_provider: str = "microsoft"
-    oauth_client_id: str = ""          # the app registered in the tenant (SMTP.Send permission)
-    oauth_tenant: str = ""             # the tenant id or domain (default: organizations)
-    oauth_authority: str = ""          # replaces the provider's sign-in URL (tests, own servers)
-    pop_before_smtp: bool = False      # log in to the bounce mailbox over POP3 before sending
-    username: str = ""
-    helo: str = ""
-    timeout: float = 30.0
-    verify: bool = True
-    cafile: str = ""
-    pickup: str = ""                   # a folder: write .eml files there instead of sending
-    transport: str = "smtp"            # smtp (the relay), graph (Microsoft Graph), direct (MX)
-    graph_url: str = ""                # replaces Microsoft Graph's URL (tests, national clouds)
-    # sending preferences
-    from_addr: str = ""
-    from_name: str = ""
-    alt_from_addr: str = ""
-    alt_from_name: str = ""
-    alternate_from: bool = False       # send from the alternate From (falls back to the main one)
-    reply_to: str = ""
-    footer: str = ""
-    email_format: str = "both"
-    rate: str = ""
-    daily_cap: int = 0
-    block_size: int = 0
-    block_pause: str = ""
-    concurrency: int = 1
-    limit: int = 0
-    window: str = ""                   # "Mon-Fri 09:00-17:00 Europe/Berlin"
-    wait: bool = False                 # at the daily cap or outside the window: wait, not stop
-    retries: int = 3
-    exclusion_policy: str = "global"
-    blocklist: str = ""                # a file of addresses and @domains, one per line
-    key_column: str = ""               # the column that identifies a person (default: address)
-    attachment_column: str = ""        # the column of attachment paths
-    journal: str = ""
-    backup: str = ""                   # a path pattern for a copy of each sent message
-    resend_unknown: bool = False
-    requeue_errors: bool = False
-    retention: str = ""                # e.g. "365d": `mailnb purge` removes older detail
-    unsubscribe_mailto: str = ""
-    unsubscribe_url: str = ""
-    dkim_selector: str = ""
-    dkim_domain: str = ""
-    dkim_key_file: str = ""
-    # bounce mailbox
-    imap_host: str = ""
-    imap_port: int = 993
-    imap_security: str = "tls"
-    imap_username: str = ""
-    imap_cafile: str = ""
-    bounce_address: str = ""           # the envelope sender (Return-Path): where reports go
-    verp: bool = False                 # a per-message bounce address (bounces+<id>@domain)
-    protocol: str = "imap"             # the bounce mailbox: imap or pop3
-    bounce_folder: str = "INBOX"
-    bounce_threshold: int = 3
-    processed_folder: str = ""
-    replies_folder: str = ""           # where replies to Reply-To arrive (same server)
-    replies_username: str = ""         # the replies mailbox's login, if not imap_username
+    if TYPE_CHECKING:        # the fields come from the registry: typed there, checked at runtime
+        __dataclass_fields__: ClassVar[dict[str, Any]]
+
+        def __init__(self, **settings: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     # -- derived values ------------------------------------------------------------------------------
     def relay(self, password: Any = None) -> Relay:
@@ -228,15 +169,15 @@ class Profile:
         return out
 
     def _pacing_problems(self) -> dict[str, str]:
+        """The settings whose text the registry checks (a rate, a pause, a window, a period)."""
         out: dict[str, str] = {}
-        for name, check in (("rate", parse_rate), ("block_pause", parse_duration),
-                            ("window", Window.parse), ("retention", parse_duration)):
-            value = getattr(self, name)
-            if value:
+        for s in in_door(PROFILE):
+            value = getattr(self, s.name)
+            if s.check is not None and value:
                 try:
-                    check(value)
+                    s.check(value)
                 except ConfigError as err:
-                    out[name] = str(err)
+                    out[s.name] = str(err)
         return out
 
     def _mailbox_problems(self) -> dict[str, str]:
@@ -315,40 +256,6 @@ class Profile:
         rows = "".join(f"<tr><td>{h.escape(k)}</td><td>{h.escape(str(v))}</td></tr>"
                        for k, v in self.to_dict().items() if v not in ("", 0, None))
         return f"<div><b>{h.escape(self.describe())}</b><table>{rows}</table></div>"
-
-
-#: what the profile keys that are no campaign setting do (the README's settings table)
-PROFILE_KEYS_HELP = {
-    "name": "the profile's name (file `profiles/<name>.toml`); `$MAILNB_PROFILE` picks the default",
-    "provider": "a preset (gmail, outlook, office365, ses, ...): host, port, security, daily cap",
-    "pop_before_smtp": "log in to the bounce mailbox over POP3 before sending (older relays)",
-    "timeout": "seconds to wait for the relay's answer before retrying",
-    "alt_from_addr": "the alternate From address (used with `alternate_from`)",
-    "alt_from_name": "the alternate From name",
-    "footer": "text appended to every message (text and HTML)",
-    "exclusion_policy": "`global`: an unsubscribe from any campaign excludes; `campaign`: only "
-                        "from that one",
-    "unsubscribe_mailto": "the `mailto:` of List-Unsubscribe (default: Reply-To or From)",
-    "unsubscribe_url": "an https URL with `{token}`: one-click List-Unsubscribe (RFC 8058)",
-    "dkim_selector": "the DKIM selector; with `dkim_key_file` every message is signed",
-    "dkim_domain": "the DKIM signing domain (default: the From domain)",
-    "dkim_key_file": "the DKIM private key (`mailnb dkim-key` makes one)",
-    "imap_host": "the bounce mailbox's server",
-    "imap_port": "its port (993 IMAPS, 995 POP3S)",
-    "imap_security": "tls or starttls",
-    "imap_username": "its login (the password from `MAILNB_IMAP_PASSWORD`)",
-    "imap_cafile": "a private CA for the mailbox",
-    "protocol": "the bounce mailbox's protocol: imap or pop3",
-    "bounce_folder": "the folder `mailnb bounces` reads",
-    "bounce_threshold": "soft bounces in 30 days before an address is suppressed",
-    "processed_folder": "move processed reports there (else flag them)",
-    "replies_folder": "the folder `mailnb replies` reads (on the bounce mailbox's server); "
-                      "empty: replies are not read",
-    "replies_username": "the replies mailbox's login, if not `imap_username` (password: the "
-                        "keyring or `MAILNB_IMAP_PASSWORD`)",
-    "retention": "how long per-message detail is kept (`365d`): `mailnb purge` (cron) removes "
-                 "what is older; off when empty",
-}
 
 
 def list_profiles(folder: str | Path | None = None) -> list[str]:
