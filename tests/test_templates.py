@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mailnb import Audience, Template, TemplateError
-from mailnb.compose.templates import html_to_text
+from mailnb.compose.text import html_to_text
 
 ROW = {"first_name": "Ann", "last": "Lee", "email": "ann@example.com", "n": 3}
 

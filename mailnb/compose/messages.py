@@ -33,7 +33,7 @@ from email.utils import format_datetime, formatdate, localtime
 from typing import Any
 
 from ..errors import TemplateError
-from .templates import Rendered
+from .rendered import Rendered
 
 #: headers mailnb sets itself; a custom header cannot replace them
 RESERVED_HEADERS = {"from", "to", "subject", "date", "message-id", "reply-to", "mime-version",

@@ -8,15 +8,11 @@ Pure: no network. Reading template files and checking attachment paths is the on
 """
 from __future__ import annotations
 
-import base64
-import html as html_lib
 import math
 import re
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,154 +22,19 @@ import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
 from . import embeds
+from .checks import check_rendered, once_each
+from .preview import Preview
+from .rendered import Rendered
+from .text import html_to_text, inline_css, text_to_html, text_with_tables
 
 from ..util import fanout
-from ..errors import TemplateError, alt, arg
+from ..errors import TemplateError, alt
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPLIT_PATHS = re.compile(r"[;\n]")
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
-
-
-@dataclass
-class Rendered:
-    """One row's rendered message parts, before MIME building."""
-
-    subject: str
-    text: str | None
-    html: str | None
-    to_name: str | None = None
-    from_name: str | None = None
-    reply_to: str | None = None
-    attachments: list[Path] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    inline: list[embeds.InlineImage] = field(default_factory=list)   # cid: images of the HTML
-    empty: list[str] = field(default_factory=list)    # report selections that came out empty
-
-    def size_estimate(self) -> int:
-        """Bytes the message will take on the wire, roughly (base64 attachments, encoded parts)."""
-        body = sum(len(p.encode("utf-8")) for p in (self.subject, self.text or "", self.html or ""))
-        files = 0
-        for p in self.attachments:
-            try:
-                files += p.stat().st_size
-            except OSError:
-                pass
-        return 1024 + body * 11 // 10 + files * 4 // 3 + sum(len(i.part) for i in self.inline)
-
-
-class _TextFromHTML(HTMLParser):
-    """A plain-text rendering of HTML for the text/plain alternative: block elements become line
-    breaks, links keep their address, scripts and styles vanish."""
-
-    BLOCK = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "table", "ul", "ol",
-             "blockquote", "hr", "section", "article", "header", "footer", "pre"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skip = 0
-        self.href: list[str | None] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self.skip += 1
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-            if tag == "li":
-                self.out.append("- ")
-        elif tag == "a":
-            self.href.append(dict(attrs).get("href"))
-        elif tag == "img":
-            alt = dict(attrs).get("alt")
-            if alt:
-                self.out.append(alt)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self.skip = max(0, self.skip - 1)
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-        elif tag == "a" and self.href:
-            href = self.href.pop()
-            if href and not href.startswith("#") and href not in "".join(self.out[-3:]):
-                self.out.append(f" ({href})")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.out.append(re.sub(r"\s+", " ", data))
-
-
-def html_to_text(markup: str) -> str:
-    """Turn an HTML body into a readable text/plain alternative."""
-    parser = _TextFromHTML()
-    parser.feed(markup)
-    parser.close()
-    text = "".join(parser.out)
-    lines = [line.strip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def _text_with_tables(markup: str, tables: list[tuple[str, str]]) -> str:
-    """The text made from HTML, its report tables as the aligned text tables of the same
-    figures (not one cell a line)."""
-    marks = {}
-    for n, (table_html, table_text) in enumerate(tables):
-        mark = f"MAILNBTABLE{n}X{uuid.uuid4().hex}"
-        if table_html in markup:
-            markup = markup.replace(table_html, f"<p>{mark}</p>", 1)
-            marks[mark] = table_text.rstrip("\n")
-    text = html_to_text(markup)
-    for mark, table_text in marks.items():
-        text = text.replace(mark, table_text)
-    return text
-
-
-def text_to_html(text: str) -> str:
-    """Escape text for an HTML part, keeping its line breaks."""
-    return "<p>" + html_lib.escape(text).replace("\n", "<br>\n") + "</p>"
-
-
-_IMG = re.compile(r"<img\b[^>]*>", re.I)
-_ALT = re.compile(r"\balt\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.I)
-_HREF = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
-_URL = re.compile(r"^(?:https?://[^\s/?#]+\.[^\s/?#]+[^\s]*|mailto:[^\s@]+@[^\s@]+|tel:[+\d()\s.-]+|#.*)$",
-                  re.I)
-
-
-def hygiene(rendered: Rendered) -> list[tuple[str, str]]:
-    """What receiving mail filters and readers dislike, as (field, advice) pairs: no text part, an
-    HTML part that is only an image, images without alt text, malformed links."""
-    out: list[tuple[str, str]] = []
-    if not (rendered.text or "").strip():
-        out.append(("text", "the text part is empty: add text, filters distrust HTML-only mail"))
-    markup = rendered.html
-    if markup:
-        images = _IMG.findall(markup)
-        if images and len(html_to_text(markup).split()) < 10:
-            out.append(("html", "the HTML is (almost) only images: add text, or it will look "
-                                "like spam and say nothing when images are blocked"))
-        if any(not _ALT.search(img) for img in images):
-            out.append(("html", "an image has no alt text: add alt=\"...\" for readers with "
-                                "images off and screen readers"))
-        for m in _HREF.finditer(markup):
-            href = html_lib.unescape(next(g for g in m.groups()[1:] if g is not None)).strip()
-            if href.lower().startswith("javascript:") or not _URL.match(href):
-                out.append(("html", f"link {href[:80]!r} is not a well-formed https, mailto or "
-                                    "tel address"))
-                break
-    return out
-
-
-def inline_css(markup: str) -> str:
-    """Move the rules of ``<style>`` blocks into ``style`` attributes, which is all many mail
-    programs read (css-inline, a maintained inliner)."""
-    if "<style" not in markup.lower():
-        return markup
-    import css_inline
-    return css_inline.inline(markup)
 
 
 def _is_missing(value: Any) -> bool:
@@ -480,7 +341,7 @@ class Template:
         if markup is not None and self.css == "inline":
             markup = inline_css(markup)
         if markup is not None and text is None:
-            text = _text_with_tables(out["html"], tables)
+            text = text_with_tables(out["html"], tables)
         if footer:
             if text is not None:
                 text = text.rstrip("\n") + "\n\n" + footer.strip("\n") + "\n"
@@ -603,92 +464,3 @@ def _check_header_fields(out: dict[str, str], row_id: Any) -> None:
                             "give every row a subject", field="subject", row=row_id)
 
 
-EMPTY_CHOICES = ("error", "skip", "send")
-
-
-def check_rendered(result: Rendered, idx: Any, max_size: int,
-                   advised: set[tuple[str, str]], empty: str = "error"
-                   ) -> list[tuple[Any, str, str, str]]:
-    """Size (an error), an empty report selection (as ``empty`` says: an error, a note that
-    the row is skipped, or nothing) and hygiene (warnings, each reported once, at the first row
-    it shows)."""
-    out: list[tuple[Any, str, str, str]] = []
-    if result.empty and empty != "send":
-        what = ", ".join(result.empty)
-        if empty == "error":
-            out.append((idx, "data", f"row {idx!r}: the report's selection is empty ({what}); "
-                        f"fix the data, or pass {arg('empty', 'skip')} to leave such rows out or "
-                        f"{arg('empty', 'send')} to send them anyway", "error"))
-        else:
-            out.append((idx, "data", f"row {idx!r} is skipped: its report's selection is empty "
-                        f"({what})", "skip"))
-    if (size := result.size_estimate()) > max_size:
-        out.append((idx, "size", f"row {idx!r}: the message would be about {size / 1e6:.1f} MB, "
-                    f"over the limit of {max_size / 1e6:.1f} MB; send smaller attachments or "
-                    "raise max_size if your relay allows", "error"))
-    for field_name, advice in hygiene(result):
-        if (field_name, advice) not in advised:
-            advised.add((field_name, advice))
-            out.append((idx, field_name, f"row {idx!r}: {advice}", "warning"))
-    return out
-
-
-def once_each(found: Iterable[list[tuple[Any, str, str, str]]]) -> list[tuple[Any, str, str, str]]:
-    """The problems of consecutive ranges of rows, each checked with its own ``advised`` set
-    (:func:`check_rendered`), as one list: a warning only at the first row it shows, as if the
-    rows had been checked in one go."""
-    out: list[tuple[Any, str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for problems in found:
-        for p in problems:
-            if p[3] == "warning":
-                key = (p[1], p[2][len(f"row {p[0]!r}: "):])
-                if key in seen:
-                    continue
-                seen.add(key)
-            out.append(p)
-    return out
-
-
-def _shown(r: Rendered) -> str:
-    """The HTML with its ``cid:`` images as ``data:`` URLs, which a notebook can show."""
-    markup = r.html or ""
-    for image in r.inline:
-        data = base64.b64encode(image.content).decode("ascii")
-        markup = markup.replace(f"cid:{image.cid}", f"data:image/{image.subtype};base64,{data}")
-    return markup
-
-
-class Preview:
-    """A few rendered messages; shown as cards in a notebook, as text elsewhere."""
-
-    def __init__(self, items: list[tuple[Any, Rendered | TemplateError]]) -> None:
-        self.items = items
-
-    def __repr__(self) -> str:
-        out = []
-        for idx, r in self.items:
-            if isinstance(r, TemplateError):
-                out.append(f"--- row {idx!r}: ERROR {r}")
-            else:
-                out.append(f"--- row {idx!r}\nSubject: {r.subject}\n\n{r.text or ''}")
-        return "\n".join(out)
-
-    def _repr_html_(self) -> str:
-        cards = []
-        esc = html_lib.escape
-        for idx, r in self.items:
-            if isinstance(r, TemplateError):
-                cards.append(f"<div style='border:1px solid #c00;padding:6px;margin:4px'>"
-                             f"<b>row {esc(repr(idx))}</b>: {esc(str(r))}</div>")
-                continue
-            body = (f"<iframe sandbox='' style='width:100%;height:360px;border:0' "
-                    f"srcdoc='{esc(_shown(r), quote=True)}'></iframe>" if r.html else
-                    f"<pre style='white-space:pre-wrap'>{esc(r.text or '')}</pre>")
-            files = (f"<div>attachments: {esc(', '.join(p.name for p in r.attachments))}</div>"
-                     if r.attachments else "")
-            cards.append(f"<div style='border:1px solid #ccc;padding:6px;margin:4px'>"
-                         f"<div><b>row {esc(repr(idx))}</b> &middot; To name: "
-                         f"{esc(r.to_name or '')}</div><div><b>Subject:</b> {esc(r.subject)}</div>"
-                         f"{files}{body}</div>")
-        return "".join(cards)

@@ -85,7 +85,7 @@ def _plain(msg: Message) -> str:
             html = text_of(part)
     if html is None:
         return ""
-    from ..compose.templates import html_to_text
+    from ..compose.text import html_to_text
     return html_to_text(html)
 
 

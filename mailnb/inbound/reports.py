@@ -153,7 +153,7 @@ def _human_text(msg: Message) -> str:
         if ctype.startswith("text/"):
             t = text_of(part)
             if ctype == "text/html":
-                from ..compose.templates import html_to_text
+                from ..compose.text import html_to_text
                 t = html_to_text(t)
             texts.append(t)
         if isinstance(part.get_payload(), Message):

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..audience.recipients import Audience, normalize
 from ..compose.signing import DKIMKey
-from ..compose.templates import CONTROL, EMPTY_CHOICES, Template
+from ..compose.checks import EMPTY_CHOICES
+from ..compose.templates import CONTROL, Template
 from ..compose.unsubscribe import Unsubscribe
 from ..config.profile import Profile
 from ..errors import ConfigError

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config.pacing import Pacing
 from ..audience.recipients import AddressList
-from ..compose.templates import Rendered
+from ..compose.rendered import Rendered
 
 #: states a run may claim; ``unknown`` only with resend_unknown. ``claimed``: held by another
 #: worker for its send slot, or by one that died (the run's recovery returns those to pending);

@@ -8,8 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..compose import embeds, templates
-from ..compose.templates import DEFAULT_MAX_SIZE, Rendered, check_rendered
+from ..compose import embeds
+from ..compose.checks import check_rendered, once_each
+from ..compose.rendered import Rendered
+from ..compose.templates import DEFAULT_MAX_SIZE
 from ..errors import PreflightError, TemplateError, alt
 from ..util import fanout
 from .campaign import Campaign
@@ -90,7 +92,7 @@ def _find(campaign: Campaign, items: list[Item], max_size: int
         if campaign.data:
             _render_reports(campaign, items, max_size, problems, skip)
         else:
-            problems.extend(templates.once_each(_render_fanned(campaign, items, max_size, skip)))
+            problems.extend(once_each(_render_fanned(campaign, items, max_size, skip)))
     if campaign.email_format == "html":
         problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
                          "plain-text alternative: spam filters score such mail worse", "warning"))
