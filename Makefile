@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo venv system-deps clean
+.PHONY: test check demo venv system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ venv: $(VENV)/.installed
 system-deps:
 	bash .ci/system-deps.sh
 
-test: venv system-deps
+# lint and type-check (ruff, mypy strict: pyproject.toml), then the tests
+check: venv
+	$(VENV)/bin/ruff check mailnb tests bench
+	$(VENV)/bin/mypy
+
+test: check system-deps
 	$(PY) -m pytest
 
 demo: venv

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import TEMPLATE, frame, free_port, table  # noqa: E402
+from _common import TEMPLATE, frame, free_port, table
 
-import mailnb  # noqa: E402
+import mailnb
 
 
 class Times:

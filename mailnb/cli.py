@@ -26,7 +26,6 @@ from typing import Any
 
 from .errors import MailnbError
 
-
 #: the settings `mailnb check` takes: where the relay is and how to log in
 RELAY_SETTINGS = ("profile", "host", "port", "security", "username", "helo", "cafile", "verify",
                   "pickup")
@@ -90,8 +89,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def _privacy_target(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The journal and the message folders of --journal / --profile."""
-    from .journal.privacy import message_folders
     from .config.profile import Profile
+    from .journal.privacy import message_folders
     prof = Profile.load(args.profile) if args.profile or not args.journal else None
     journal = args.journal or (prof.journal if prof else None) or None
     folders = (message_folders(prof) if prof else []) + list(args.folder or [])
@@ -103,8 +102,8 @@ def _said(what: str, counts: dict[str, int]) -> str:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from .journal.privacy import forget
     from .audience.recipients import read_table
+    from .journal.privacy import forget
     addresses = list(args.address)
     if args.file:
         table = read_table(args.file)
@@ -118,6 +117,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import json
+
     from .journal.privacy import export
     journal, _ = _privacy_target(args)
     held = export(args.address, journal)
@@ -135,8 +135,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from .journal.privacy import purge
     from .config.profile import Profile
+    from .journal.privacy import purge
     journal, folders = _privacy_target(args)
     older = args.older_than or (Profile.load(args.profile).retention if args.profile or
                                 not args.journal else "")
@@ -150,8 +150,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .journal.open import history
     from .config.profile import Profile
+    from .journal.open import history
     journal = args.journal or (Profile.load(args.profile).journal if args.profile else None)
     df = history(args.campaign, journal or None, status=args.status)
     if args.csv:
@@ -192,8 +192,8 @@ def _send_args(s: argparse.ArgumentParser) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """The relay as `mailnb send` would resolve it (Job.settings), checked without sending."""
-    from .job import Job
     from .config.targets import Relay
+    from .job import Job
     from .transports.check import check_relay
     given = {k: getattr(args, k) for k in RELAY_SETTINGS if getattr(args, k) not in (None, "")}
     relay = Job(campaign="check", **given).relay()
@@ -227,8 +227,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_sender(args: argparse.Namespace) -> int:
-    from .transports.dnscheck import check_sender
     from .config.profile import Profile
+    from .transports.dnscheck import check_sender
     report = check_sender(Profile.load(args.profile), nameserver=args.nameserver)
     print(repr(report))
     return 0 if report.ok else 1
@@ -243,8 +243,8 @@ def cmd_dkim_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .inbound.bounces import process_bounces, process_replies, summary_line
     from .config.profile import Profile
+    from .inbound.bounces import process_bounces, process_replies, summary_line
     profile = Profile.load(args.profile)
     if args.command == "replies":
         found = process_replies(profile, folder=args.folder, since=args.since)
@@ -260,9 +260,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribes(args: argparse.Namespace) -> int:
-    from .journal.open import open_journal
     from .config.profile import Profile
     from .inbound.unsubscribes import from_hits, process_unsubscribe_mailbox
+    from .journal.open import open_journal
     profile = Profile.load(args.profile)
     journal = open_journal(args.journal or profile.journal or None, new=True)
     if args.hits:
@@ -306,9 +306,9 @@ def cmd_profiles_create(args: argparse.Namespace) -> int:
     """A profile from flags (what the setup notebook's forms save), checked before it is saved."""
     from dataclasses import fields, replace
 
-    from .errors import ConfigError
     from .config.presets import apply_preset
     from .config.profile import Profile, config_dir
+    from .errors import ConfigError
     given = {f.name: getattr(args, f.name) for f in fields(Profile)
              if f.name not in ("name", "provider") and getattr(args, f.name, None) is not None}
     prof = Profile(name=args.name)
@@ -330,9 +330,9 @@ def _profile_args(c: argparse.ArgumentParser) -> None:
     """One flag per profile key, spelled as `mailnb send` spells it (--from for from_addr)."""
     from dataclasses import MISSING, fields
 
-    from .errors import flag_name
     from .config.presets import PRESETS
     from .config.profile import Profile
+    from .errors import flag_name
     c.add_argument("name", help="the profile's name (letters, digits, '.', '_', '-')")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a provider's host, port, security "
                    "and daily cap")
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as err:
             print(f"mailnb: interrupted: {err}", file=sys.stderr)
             return 130
-        except Exception as err:  # noqa: BLE001 - one line; the traceback with --debug
+        except Exception as err:
             if args.debug:
                 raise
             print(_one_line(err), file=sys.stderr)

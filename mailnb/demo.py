@@ -50,10 +50,9 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
     import pandas as pd
     import papermill
 
-    from .journal.sqlite import SQLiteJournal
     from .config.profile import CONFIG_DIR_ENV, Profile
+    from .journal.sqlite import SQLiteJournal
     from .sink import Sink
-
     from .util.files import private_dir
     output = private_dir(output.resolve())
     os.environ[CONFIG_DIR_ENV] = str(output / "config")      # the kernel inherits it

@@ -15,7 +15,8 @@ import contextlib
 import re
 import shlex
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _ARG, _ALT, _SEP = "\x1e", "\x1d", "\x1f"
 _MARKED = re.compile(f"{_ARG}([^{_ARG}]*){_ARG}|{_ALT}([^{_ALT}]*){_ALT}")
@@ -139,7 +140,8 @@ class TemplateError(MailnbError, ValueError):
 
 
 class PreflightError(MailnbError, ValueError):
-    """The preflight found problems; nothing was sent. ``problems`` is a DataFrame (row, field, error)."""
+    """The preflight found problems; nothing was sent. ``problems`` is a DataFrame (row, field,
+    error)."""
 
     def __init__(self, message: str, problems: Any) -> None:
         super().__init__(message)

@@ -16,22 +16,29 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
-from .errors import ConfigError, PreflightError, alt, arg, flag_name
-from .util.files import open_private
-from .journal.open import open_journal
+from .audience.recipients import (
+    Audience,
+    Blocklist,
+    Suppressions,
+    Unsubscribes,
+    address_key,
+    csv_lines,
+    read_table,
+)
+from .compose.templates import Template
 from .config.options import SendOptions, closest, from_profile
+from .config.profile import Profile
+from .config.registry import JOB, PROFILE, SETTINGS, settings_fields
+from .config.targets import Relay
+from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
+from .errors import ConfigError, PreflightError, RecipientError, alt, arg, flag_name
+from .journal.open import open_journal
 from .journal.privacy import forgotten
-from .audience.recipients import (Audience, Blocklist, RecipientError, Suppressions, Unsubscribes,
-                         address_key, csv_lines, read_table)
 from .sending.campaign import Campaign
 from .sending.front import send
 from .sending.preflight import check_campaign
 from .sending.trial import send_test
-from .config.profile import Profile
-from .config.registry import JOB, PROFILE, SETTINGS, settings_fields
-from .config.targets import Relay
-from .compose.templates import Template
+from .util.files import open_private
 
 
 @settings_fields(JOB, defaults="none")
@@ -47,6 +54,8 @@ class Job:
         def __init__(self, **settings: Any) -> None: ...
 
         def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     # -- building ------------------------------------------------------------------------------
     @classmethod

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from .util.files import private_dir
 from .transports.pickup import safe_name, unique_path, write_atomic
+from .util.files import private_dir
 
 
 class _Capture:

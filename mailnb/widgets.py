@@ -16,18 +16,18 @@ from typing import Any
 
 import ipywidgets as W
 
-from .transports.dnscheck import check_sender
-from .errors import MailnbError
-from .util.marks import WRAP, mark, marked
-from .inbound.mailbox import list_folders
 from .config.oauth import login
-from .sending.trial import send_test_message
 from .config.presets import PRESETS, apply_preset
 from .config.profile import Profile
 from .config.registry import Setting, setting
 from .config.secrets import Secret
 from .config.targets import DEFAULT_PORTS
+from .errors import MailnbError
+from .inbound.mailbox import list_folders
+from .sending.trial import send_test_message
 from .transports.check import check_relay
+from .transports.dnscheck import check_sender
+from .util.marks import WRAP, mark, marked
 
 _WIDE = {"description_width": "150px"}
 
@@ -46,6 +46,7 @@ def _row(children: list[W.Widget]) -> W.HBox:
 class _Form(W.VBox):
     """A form bound to profile attributes: (attribute, label, widget) rows with a live check each."""
 
+    children: tuple[Any, ...]                       # ipywidgets' trait, typed for mypy
     FIELDS: tuple[str, ...] = ()                    # the profile settings it edits, in order
     WIDGETS: dict[str, Callable[[], W.Widget]] = {}  # a widget other than the registry's kind
     TITLE = ""
@@ -57,7 +58,8 @@ class _Form(W.VBox):
         self.checks: dict[str, W.HTML] = {}
         rows: list[W.Widget] = [W.HTML(f"<b>{self.TITLE}</b>")]
         for attr in self.FIELDS:
-            w = self.WIDGETS.get(attr, lambda: _widget(setting(attr)))()
+            make = self.WIDGETS.get(attr)
+            w = make() if make is not None else _widget(setting(attr))
             w.description = setting(attr).label or attr
             w.style = _WIDE
             w.value = getattr(self.profile, attr)

@@ -7,9 +7,9 @@ import pytest
 import trustme
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smtp_servers import start_smtp  # noqa: E402
+from smtp_servers import start_smtp
 
-import mailnb  # noqa: E402
+import mailnb
 
 USER, PASSWORD = "sender@example.com", "s3cret-Pa55word!"
 

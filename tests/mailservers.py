@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import trustme
-
 from smtp_servers import free_port
 
 

@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailnb.inbound import classify
-from mailnb.inbound.bounces import parse
 from mailnb.inbound.bounce_rules import RULES
+from mailnb.inbound.bounces import parse
 from mailnb.inbound.classify import reviewing_rules
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "bounces" / "sisimai"

@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
-
 from smtp_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +119,7 @@ def open_and_run_all(page, lab, name: str) -> None:
         try:
             panel.locator(".jp-InputPrompt:has-text('[1]')").first.wait_for(timeout=20_000)
             return
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: try once more
+        except Exception:
             continue
     pytest.fail(f"{name}: Run All Cells ran nothing")
 

@@ -9,10 +9,10 @@ from conftest import campaign, people
 from dns_server import DNSServer
 
 import mailnb
-from mailnb.transports.dnscheck import check_sender
 from mailnb.compose.signing import DKIMKey, generate_key
 from mailnb.compose.unsubscribe import TokenError, Unsubscribe, make_token, verify_token
 from mailnb.inbound.unsubscribes import from_hits
+from mailnb.transports.dnscheck import check_sender
 
 SECRET = b"test-secret-for-unsubscribe-tokens"
 
@@ -80,7 +80,7 @@ def test_list_id_and_both_unsubscribe_links(smtp, journal):
     c = campaign(people(2), name="Spring survey 2026", reply_to="team@example.org")
     c.unsubscribe = Unsubscribe(url="https://example.org/u?t={token}")
     mailnb.send(c, plain(smtp), journal=journal, progress=None)
-    for address, msg in received(smtp).items():
+    for msg in received(smtp).values():
         assert msg["List-Id"] == '"Spring survey 2026" <spring-survey-2026.example.org>'
         links = [u.strip(" <>") for u in msg["List-Unsubscribe"].split(",")]
         assert links[0].startswith("mailto:team@example.org?subject=unsubscribe%3A")

@@ -10,9 +10,9 @@ import textwrap
 import time
 
 import pandas as pd
+from smtp_servers import Recorder, start_smtp
 
 import mailnb
-from smtp_servers import Recorder, start_smtp
 
 SCRIPT = textwrap.dedent("""
     import sys, pandas as pd, mailnb

@@ -77,8 +77,8 @@ def _campaign():
 def test_missing_column_and_preflight_are_phrased_for_each_door(tmp_path, smtp):
     csv, tpl = write_campaign(tmp_path, header="mail,first_name")
     with pytest.raises(mailnb.RecipientError, match=r"email_column='COLUMN'"):
-        mailnb.Job(campaign="c", recipients=csv, template=tpl, host="127.0.0.1",
-                   journal=str(tmp_path / "a.sqlite"), new_journal=True).audience
+        _ = mailnb.Job(campaign="c", recipients=csv, template=tpl, host="127.0.0.1",
+                       journal=str(tmp_path / "a.sqlite"), new_journal=True).audience
     r = run_cli(send_args(tmp_path, smtp.port, "--security", "none"), tmp_path)
     assert r.returncode == 1 and "--email-column COLUMN" in r.stderr, r.stderr
     assert "email_column=" not in r.stderr and "Traceback" not in r.stderr

@@ -10,8 +10,8 @@ from conftest import campaign, people
 
 import mailnb
 from mailnb import PreflightError
-from mailnb.util import fanout
 from mailnb.compose.unsubscribe import Unsubscribe, verify_token
+from mailnb.util import fanout
 
 SECRET = b"test-secret-for-unsubscribe-tokens"
 

@@ -12,6 +12,7 @@ from mailnb import AuthenticationError, Template, TLSError
 from mailnb.inbound.bounces import apply_threshold, process_bounces
 from mailnb.inbound.mailbox import Mailbox, list_folders
 
+
 @pytest.fixture
 def folder(dovecot):
     """A fresh folder per test."""
@@ -74,8 +75,9 @@ def test_move_to_processed_folder_and_pop3(dovecot, folder, journal):
     dovecot.deliver(dsn("moved@example.com"), folder)
     done = folder + "-done"
     process_bounces(None, mailbox=box(dovecot, folder, processed_folder=done), journal=journal)
-    from imapclient import IMAPClient
     import ssl
+
+    from imapclient import IMAPClient
     with IMAPClient("127.0.0.1", dovecot.ports["imaps"],
                     ssl_context=ssl.create_default_context(cafile=dovecot.cafile)) as c:
         c.login(dovecot.user, dovecot.password)

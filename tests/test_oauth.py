@@ -21,6 +21,7 @@ import mailnb
 from mailnb import AuthenticationError, Profile, Relay
 from mailnb.config.oauth import REFRESH_TOKEN_ENV
 from mailnb.config.targets import OAuth
+
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "campaign.ipynb"
 USER = "researcher@contoso.example"          # the identity provider's user (conftest)
 CLIENT = "11111111-2222-3333-4444-555555555555"

@@ -17,7 +17,7 @@ from conftest import people
 from smtp_servers import Recorder, start_smtp
 
 import mailnb
-from mailnb import ConfigError, JournalError, Job, Profile
+from mailnb import ConfigError, Job, JournalError, Profile
 
 
 @pytest.fixture

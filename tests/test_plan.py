@@ -8,9 +8,9 @@ import pytest
 
 import mailnb
 from mailnb import ConfigError, Pacing
+from mailnb.audience.recipients import Suppressions, Unsubscribes
 from mailnb.config.pacing import Window
 from mailnb.sending.plan import Item, make_plan
-from mailnb.audience.recipients import Suppressions, Unsubscribes
 
 
 def items(n):

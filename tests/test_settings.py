@@ -8,6 +8,8 @@ import mailnb
 from mailnb import ConfigError, Profile, SecretMissingError
 from mailnb.config.presets import preset
 from mailnb.config.secrets import find_password
+
+
 def test_save_and_load_round_trip(config_dir):
     p = Profile(name="work", host="smtp.example.org", username="me@example.org",
                 from_addr="me@example.org", from_name="Me", rate="600/h", daily_cap=500,

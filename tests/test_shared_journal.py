@@ -164,6 +164,7 @@ def test_the_password_comes_from_pgpass_or_the_keyring_and_the_url_from_the_envi
     PGPASSWORD; MAILNB_JOURNAL names the journal for every door that takes none."""
     import keyring
     from keyring.backend import KeyringBackend
+
     from mailnb.journal.postgres import KEYRING_SERVICE, PostgresJournal
     monkeypatch.delenv("PGPASSWORD")
     pgpass = tmp_path / "pgpass"

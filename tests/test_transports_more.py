@@ -15,7 +15,8 @@ from smtp_servers import RawServer, Recorder, free_port
 
 import mailnb
 from mailnb import ConfigError, Profile
-from mailnb.config.targets import Direct, MICROSOFT_GRAPH_SCOPES, OAuth
+from mailnb.config.targets import MICROSOFT_GRAPH_SCOPES, Direct, OAuth
+
 USER = "researcher@contoso.example"          # the identity provider's user (conftest)
 CLIENT = "aaaaaaaa-2222-3333-4444-555555555555"
 

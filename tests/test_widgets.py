@@ -102,8 +102,9 @@ def test_test_send_form_sends_the_campaigns_first_messages_to_me(smtp, tmp_path,
     import email
     from email import policy
 
-    import mailnb
     from conftest import people
+
+    import mailnb
     df = people(3)
     job = mailnb.Job(campaign="form", recipients=df, template=mailnb.Template(
         "Hello {{ first_name }}", text="Slot {{ slot }}"), host="127.0.0.1", port=smtp.port,

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import email_validator
 import pandas as pd
@@ -98,9 +98,9 @@ class AddressList:
             return
         if isinstance(entries, pd.DataFrame):
             col = "email" if "email" in entries.columns else entries.columns[0]
-            camp = entries["campaign"] if "campaign" in entries.columns else None
-            note = entries["note"] if "note" in entries.columns else None
-            for i, addr in entries[col].items():
+            camp: Any = entries["campaign"] if "campaign" in entries.columns else None
+            note: Any = entries["note"] if "note" in entries.columns else None
+            for i, addr in entries[col].items():      # i: a label of the frame's index
                 if not isinstance(addr, str):
                     continue
                 c = camp[i] if camp is not None else None
@@ -509,12 +509,12 @@ def _read(p: Path, suffix: str, encoding: str | None, options: dict[str, Any],
     if suffix in (".csv", ".txt", ".tsv"):
         enc = encoding or detect_encoding(p)
         sep = "\t" if suffix == ".tsv" else options.pop("sep", ",")
-        df = pd.read_csv(p, sep=sep, dtype=dtype, encoding=enc, **options)
+        df = cast(pd.DataFrame, pd.read_csv(p, sep=sep, dtype=dtype, encoding=enc, **options))
         df.attrs["source"] = {"path": str(p), "encoding": enc, "sep": sep}
         return df
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(p, **options)
-    return pd.read_excel(p, dtype=dtype, **options)
+    return cast(pd.DataFrame, pd.read_excel(p, dtype=dtype, **options))
 
 
 def csv_lines(frame: pd.DataFrame) -> dict[Any, int]:

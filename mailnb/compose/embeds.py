@@ -208,7 +208,7 @@ def _format(value: Any) -> str:
         return f"{value:,.2f}"
     if hasattr(value, "strftime"):
         has_time = any(getattr(value, a, 0) for a in ("hour", "minute", "second"))
-        return value.strftime("%Y-%m-%d %H:%M" if has_time else "%Y-%m-%d")
+        return str(value.strftime("%Y-%m-%d %H:%M" if has_time else "%Y-%m-%d"))
     return str(value)
 
 
@@ -310,7 +310,7 @@ _BY_CONTENT: OrderedDict[str, InlineImage] = OrderedDict()
 _BY_KEY: OrderedDict[tuple[int, Any], InlineImage] = OrderedDict()
 
 
-def _remember(cache: OrderedDict, key: Any, image: InlineImage) -> InlineImage:
+def _remember(cache: OrderedDict[Any, InlineImage], key: Any, image: InlineImage) -> InlineImage:
     cache[key] = image
     cache.move_to_end(key)
     while len(cache) > CACHE_SIZE:
@@ -410,11 +410,13 @@ class Later:
         """``rendered`` with its placeholders replaced by the drawn images."""
         if not any(i.cid in self.drawn for i in rendered.inline):
             return rendered
-        markup, inline = rendered.html, {}
+        markup = rendered.html or ""
+        inline: dict[str, InlineImage] = {}
         for image in rendered.inline:
             real = self.drawn.get(image.cid, image)
             markup = re.sub(rf' {SIZE_MARK}="{re.escape(image.cid)}:(\d+):(\d+)"',
-                            lambda m: _size_attrs(real, int(m[1]) or None, int(m[2]) or None),
+                            lambda m, real=real: _size_attrs(real, int(m[1]) or None,
+                                                             int(m[2]) or None),
                             markup.replace(f"cid:{image.cid}", f"cid:{real.cid}"))
             inline.setdefault(real.cid, real)
         return replace(rendered, html=markup, inline=list(inline.values()))

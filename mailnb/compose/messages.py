@@ -30,7 +30,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formatdate, localtime
-from typing import Any
+from typing import Any, cast
 
 from ..errors import TemplateError
 from .rendered import Rendered
@@ -86,7 +86,7 @@ def _set_address(msg: EmailMessage, name: str, address: Address) -> None:
     # The stdlib folds long non-ASCII display names wrongly (it can insert a space between
     # characters outside the BMP), and it would decode a literal "=?...?=": encode those names here.
     display = address.display_name
-    if "=?" in display or (not display.isascii() and not msg.policy.utf8):
+    if "=?" in display or (not display.isascii() and not getattr(msg.policy, "utf8", False)):
         encoded = Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
         msg.set_raw(name, f"{encoded} <{address.addr_spec}>")
     else:
@@ -133,7 +133,8 @@ def _build_stdlib(rendered: Rendered, *, from_addr: str, to_addr: str,
     elif rendered.html is not None:
         msg.set_content(rendered.html, subtype="html")
     if rendered.html is not None and rendered.inline:
-        html_part = msg.get_payload()[1] if msg.is_multipart() else msg
+        parts = cast(list[EmailMessage], msg.get_payload())
+        html_part = parts[1] if msg.is_multipart() else msg
         for image in rendered.inline:
             html_part.add_related(image.content, maintype="image", subtype=image.subtype,
                                   cid=f"<{image.cid}>", disposition="inline",
@@ -161,7 +162,9 @@ _WORD_BYTES = 42          # utf-8 bytes per encoded word: 4 + 56 base64 chars + 
 
 def _encoded_words(text: str) -> list[str]:
     """RFC 2047 ``=?utf-8?b?...?=`` words, each <= 75 characters, never splitting a character."""
-    out, chunk, size = [], [], 0
+    out: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for ch in text:
         n = len(ch.encode("utf-8"))
         if size + n > _WORD_BYTES and chunk:
@@ -262,7 +265,7 @@ def _date(when: float | None) -> str:
     now = int(time.time())
     if _DATE_CACHE[0] != now:
         _DATE_CACHE[:] = [now, formatdate(now, localtime=True)]
-    return _DATE_CACHE[1]
+    return str(_DATE_CACHE[1])
 
 
 def _multipart(subtype: str, parts: list[bytes]) -> bytes:

@@ -5,7 +5,6 @@ import base64
 import html as html_lib
 from typing import Any
 
-
 from ..errors import TemplateError
 from .rendered import Rendered
 

@@ -47,7 +47,7 @@ class DKIMKey:
         except dkim.DKIMException as err:
             raise ConfigError(f"DKIM signing with selector {self.selector!r} failed: {err}") \
                 from None
-        return header + message
+        return bytes(header + message)
 
     def public_record(self) -> tuple[str, str]:
         """(DNS name, TXT value) to publish for this key."""

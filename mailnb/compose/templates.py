@@ -12,7 +12,7 @@ import math
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,13 @@ import jinja2.meta
 import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
+from ..errors import TemplateError, alt
+from ..util import fanout
 from . import embeds
 from .checks import check_rendered, once_each
 from .preview import Preview
 from .rendered import Rendered
 from .text import html_to_text, inline_css, text_to_html, text_with_tables
-
-from ..util import fanout
-from ..errors import TemplateError, alt
 
 #: the parts of a template that become headers: a control character there is an injection
 HEADER_FIELDS = ("subject", "to_name", "from_name", "reply_to")
@@ -99,7 +98,7 @@ class Template:
         self.attachment_dir = Path(attachment_dir) if attachment_dir else None
         self.missing = missing
         self._compiled: dict[str, jinja2.Template] | None = None
-        self._combined = None
+        self._combined: jinja2.Template | None = None
         self._variables: dict[str, set[str]] = {}
         self._env = SandboxedEnvironment(
             loader=jinja2.FunctionLoader(self._source),
@@ -174,9 +173,9 @@ class Template:
         if "subject" not in meta:
             raise TemplateError(f"{p}: the front matter needs a subject, e.g.\n---\n"
                                 "subject: Hello {{ first_name }}\n---", field="subject")
-        kwargs = {k: str(v) for k, v in meta.items()
-                  if k in ("to_name", "from_name", "reply_to", "footer", "attachments")}
-        kwargs.setdefault("attachment_dir", p.parent)  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {k: str(v) for k, v in meta.items()
+                                  if k in ("to_name", "from_name", "reply_to", "footer", "attachments")}
+        kwargs.setdefault("attachment_dir", p.parent)
         kwargs.update(options)
         markup = markdown.markdown(source, extensions=["extra"])
         return cls(str(meta["subject"]), source, markup, **kwargs)
@@ -204,7 +203,7 @@ class Template:
                 f"{{% autoescape {'true' if n in ('html', 'footer_html') else 'false'} %}}"
                 f"{self.sources[n]}{{% endautoescape %}}{self._sep}" for n in self._order)
             try:
-                self._combined: jinja2.Template | None = self._env.from_string(combined)
+                self._combined = self._env.from_string(combined)
             except jinja2.TemplateSyntaxError:
                 self._combined = None
             self._all_vars = set().union(*self._variables.values()) if self._variables else set()
@@ -216,7 +215,7 @@ class Template:
         self.compile()
         return set().union(*self._variables.values()) - {"row"}
 
-    def unknown_fields(self, columns: list[str], known: set[str] = frozenset()
+    def unknown_fields(self, columns: list[str], known: Set[str] = frozenset()
                        ) -> list[tuple[str, str, int | None, str | None]]:
         """(variable, part, line, closest column) for every variable the template uses that is
         neither a column nor given by mailnb (``row``, ``unsubscribe_url``, ``known``)."""
@@ -327,7 +326,7 @@ class Template:
                                 field=name, row=row_id) from None
 
     def _assemble(self, out: dict[str, str], default_footer: str | None,
-                  default_footer_html: str | None, tables: list[tuple[str, str]] = ()
+                  default_footer_html: str | None, tables: Sequence[tuple[str, str]] = ()
                   ) -> tuple[str | None, str | None]:
         """The text and HTML bodies with the footer, CSS inlined, a text part made from HTML
         (its report ``tables``, (html, text) pairs, as aligned text)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import uuid
+from collections.abc import Sequence
 from html.parser import HTMLParser
 
 
@@ -60,7 +61,7 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-def text_with_tables(markup: str, tables: list[tuple[str, str]]) -> str:
+def text_with_tables(markup: str, tables: Sequence[tuple[str, str]]) -> str:
     """The text made from HTML, its report tables as the aligned text tables of the same
     figures (not one cell a line)."""
     marks = {}

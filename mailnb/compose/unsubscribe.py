@@ -19,9 +19,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.profile import config_dir
 from ..errors import ConfigError, MailnbError
 from ..util.files import private_dir
-from ..config.profile import config_dir
+
 SECRET_ENV = "MAILNB_UNSUBSCRIBE_SECRET"
 
 

@@ -5,7 +5,7 @@ from .pacing import Pacing, Window
 from .presets import PRESETS, Preset, apply_preset, preset
 from .profile import Profile, config_dir, list_profiles, target_for
 from .secrets import Secret, find_password
-from .targets import OAuth, Direct, Graph, Mailbox, Pickup, Relay, Target
+from .targets import Direct, Graph, Mailbox, OAuth, Pickup, Relay, Target
 
 __all__ = ["PRESETS", "Direct", "Graph", "Mailbox", "OAuth", "Pacing", "Pickup", "Preset",
            "Profile", "Relay", "Secret", "SendOptions", "Target", "Window", "apply_preset",

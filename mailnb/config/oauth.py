@@ -19,13 +19,14 @@ import hashlib
 import json
 import os
 import threading
+import webbrowser
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import AuthenticationError, alt
 from ..util.files import private_dir, write_private
-from .secrets import KEYRING_SERVICE, Secret
 from .profile import config_dir
+from .secrets import KEYRING_SERVICE, Secret
 from .targets import CLIENT_SECRET_ENV, REFRESH_TOKEN_ENV, OAuth
 
 
@@ -54,7 +55,8 @@ class TokenStore:
         ring = self._keyring()
         if ring is not None:
             try:
-                return ring.get_password(KEYRING_SERVICE, self.key)
+                found: str | None = ring.get_password(KEYRING_SERVICE, self.key)
+                return found
             except Exception:
                 pass
         return self.path.read_text(encoding="utf-8") if self.path.is_file() else None
@@ -88,7 +90,7 @@ class MicrosoftSignIn:
     """msal's PublicClientApplication for one OAuth setting, with the persisted cache."""
 
     def __init__(self, oauth: OAuth) -> None:
-        import msal          # loaded only by those who sign in with OAuth2 (it is slow to import)
+        import msal  # loaded only by those who sign in with OAuth2 (it is slow to import)
         import requests
         oauth.validate()
         self.oauth = oauth
@@ -154,11 +156,12 @@ class MicrosoftSignIn:
 
 
 # -- Google: google-auth and google-auth-oauthlib --------------------------------------------------
-class _ShowBrowser:
+class _ShowBrowser(webbrowser.BaseBrowser):
     """A ``webbrowser`` controller that shows the sign-in URL instead of opening a window: what
     google-auth-oauthlib's flow "opens" (a notebook cell, a terminal, a form)."""
 
     def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__("mailnb")
         self.show = show
 
     def open(self, url: str, new: int = 0, autoraise: bool = True) -> bool:
@@ -187,16 +190,17 @@ class GoogleSignIn:
         return secret
 
     def _credentials(self) -> Any:
-        from google.oauth2.credentials import Credentials   # loaded only for Google sign-in
+        from google.oauth2.credentials import Credentials  # loaded only for Google sign-in
         saved = self.store.load()
         refresh = os.environ.get(REFRESH_TOKEN_ENV)
         if saved:
             info = json.loads(saved)
-            return Credentials(None, refresh_token=info["refresh_token"],
+            return Credentials(None, refresh_token=info["refresh_token"],  # type: ignore[no-untyped-call]
                                token_uri=self.token_url, client_id=self.oauth.client_id,
                                client_secret=self._secret(), scopes=self.oauth.scope_list)
         if refresh:
-            return Credentials(None, refresh_token=refresh, token_uri=self.token_url,
+            return Credentials(None, refresh_token=refresh,  # type: ignore[no-untyped-call]
+                               token_uri=self.token_url,
                                client_id=self.oauth.client_id, client_secret=self._secret(),
                                scopes=self.oauth.scope_list)
         raise AuthenticationError(
@@ -230,7 +234,6 @@ class GoogleSignIn:
             self.store.save(json.dumps({"refresh_token": self.creds.refresh_token}))
 
     def login(self, show: Callable[[str], None]) -> None:
-        import webbrowser
 
         from google_auth_oauthlib.flow import InstalledAppFlow
         config = {"installed": {"client_id": self.oauth.client_id,

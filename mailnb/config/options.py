@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from .pacing import Pacing
 from .registry import PROFILE, SEND, in_door, settings_fields
 
+
 def closest(name: str, valid: list[str], what: str) -> ConfigError:
     """An error for an unknown ``name`` that suggests the closest valid one."""
     near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)

@@ -164,7 +164,7 @@ class Pacing:
     window: Window | None = None          # when messages may go out
 
     @classmethod
-    def build(cls, *, rate: str | float | None = None, block: tuple | int | None = None,
+    def build(cls, *, rate: str | float | None = None, block: tuple[Any, Any] | int | None = None,
               block_pause: str | float | None = None, daily_cap: int | None = None,
               limit: int | None = None, concurrency: int | None = 1,
               window: str | Window | None = None) -> Pacing:

@@ -8,15 +8,30 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..audience.recipients import normalize
 from ..errors import ConfigError, alt, arg, named
 from ..util.files import private_dir
 from .registry import FORMATS, PROFILE, in_door, settings_fields
-from ..audience.recipients import normalize
 from .secrets import SMTP_PASSWORD_ENV, Secret, find_password
-from .targets import (AUTH_METHODS, GOOGLE_SMTP_SCOPES, GRAPH_URL, MICROSOFT_GRAPH_SCOPES,
-                      MICROSOFT_SMTP_SCOPES, OAUTH_PROVIDERS, SECURITY, Direct, Graph, Mailbox,
-                      OAuth, Pickup, Relay, port_mismatch, transport_names, url_problem,
-                      valid_hostname)
+from .targets import (
+    AUTH_METHODS,
+    GOOGLE_SMTP_SCOPES,
+    GRAPH_URL,
+    MICROSOFT_GRAPH_SCOPES,
+    MICROSOFT_SMTP_SCOPES,
+    OAUTH_PROVIDERS,
+    SECURITY,
+    Direct,
+    Graph,
+    Mailbox,
+    OAuth,
+    Pickup,
+    Relay,
+    port_mismatch,
+    transport_names,
+    url_problem,
+    valid_hostname,
+)
 
 PROFILE_ENV = "MAILNB_PROFILE"
 CONFIG_DIR_ENV = "MAILNB_CONFIG_DIR"
@@ -50,6 +65,8 @@ class Profile:
         def __init__(self, **settings: Any) -> None: ...
 
         def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     # -- derived values ------------------------------------------------------------------------------
     def relay(self, password: Any = None) -> Relay:

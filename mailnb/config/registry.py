@@ -128,7 +128,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("verp", bool, False, PJ, "relay", "a per-message bounce address, local+<id>@domain"),
     # -- the relay
     _s("host", str, "", PJ, "relay", "SMTP relay host", label="Server"),
-    _s("port", int, 0, PJ, "relay", "SMTP port (default by security: 587, 465 or 25)", label="Port"),
+    _s("port", int, 0, PJ, "relay", "SMTP port (default by security: 587, 465 or 25)",
+       label="Port"),
     _s("security", str, "starttls", PJ, "relay", "starttls, tls or none",
        choices=SECURITY, label="Security"),
     _s("requires_auth", bool, True, PJ, "relay", "the relay needs a login (default: when a "
@@ -156,12 +157,15 @@ SETTINGS: tuple[Setting, ...] = (
        flag="--insecure", label="Verify certificate"),
     _s("pickup", str, "", PJ, "relay", "write .eml files into this folder instead of sending"),
     # -- pacing
-    _s("rate", str, "", PJS, "pacing", "e.g. 600/h, 10/min (0: no limit)", check=parse_rate, label="Rate (600/h)"),
-    _s("daily_cap", int, 0, PJS, "pacing", "at most N a day for this relay account (0: no cap)", label="Daily cap"),
+    _s("rate", str, "", PJS, "pacing", "e.g. 600/h, 10/min (0: no limit)", check=parse_rate,
+       label="Rate (600/h)"),
+    _s("daily_cap", int, 0, PJS, "pacing", "at most N a day for this relay account (0: no cap)",
+       label="Daily cap"),
     _s("block_size", int, 0, PJS, "pacing", "messages per block ...", label="Block size"),
     _s("block_pause", str, "", PJS, "pacing", "... then a pause, e.g. 2min",
        check=parse_duration, label="Block pause"),
-    _s("limit", int, 0, PJS, "pacing", "at most N messages this run (0: no limit)", label="Limit per run"),
+    _s("limit", int, 0, PJS, "pacing", "at most N messages this run (0: no limit)",
+       label="Limit per run"),
     _s("concurrency", int, 1, PJS, "pacing", "parallel connections", label="Connections"),
     _s("window", str, "", PJS, "pacing", "send only inside, e.g. 'Mon-Fri 09:00-17:00 "
        "Europe/Berlin'", check=Window.parse),
@@ -170,7 +174,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("retries", int, 3, PJS, "pacing", "retries of a temporary failure (default 3)"),
     # -- the journal and the run
     _s("journal", str, "", PJS, "journal", "journal file, or a postgresql:// URL that several "
-       "workers share (default: the profile's, $MAILNB_JOURNAL or the user data folder)", label="Journal file"),
+       "workers share (default: the profile's, $MAILNB_JOURNAL or the user data folder)",
+       label="Journal file"),
     _s("new_journal", bool, False, JS, "journal", "start a new journal at --journal if none is "
        "there"),
     _s("dry_run", bool, False, JS, "test", "render and plan, send nothing", notebook=True),
@@ -200,9 +205,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("alt_from_addr", str, "", P, "message", "the alternate From address (used with "
        "`alternate_from`)", label="Alternate From"),
     _s("alt_from_name", str, "", P, "message", "the alternate From name", label="Alternate name"),
-    _s("footer", str, "", P, "message", "text appended to every message (text and HTML)", label="Default footer"),
+    _s("footer", str, "", P, "message", "text appended to every message (text and HTML)",
+       label="Default footer"),
     _s("exclusion_policy", str, "global", P, "campaign", "`global`: an unsubscribe from any "
-       "campaign excludes; `campaign`: only from that one", choices=("global", "campaign"), label="Unsubscribes"),
+       "campaign excludes; `campaign`: only from that one", choices=("global", "campaign"),
+       label="Unsubscribes"),
     _s("unsubscribe_mailto", str, "", P, "message", "the `mailto:` of List-Unsubscribe "
        "(default: Reply-To or From)", label="Unsubscribe address"),
     _s("unsubscribe_url", str, "", P, "message", "an https URL with `{token}`: one-click "
@@ -215,13 +222,15 @@ SETTINGS: tuple[Setting, ...] = (
        "one)", label="DKIM key file"),
     _s("imap_host", str, "", P, "mailbox", "the bounce mailbox's server", label="IMAP server"),
     _s("imap_port", int, 993, P, "mailbox", "its port (993 IMAPS, 995 POP3S)", label="Port"),
-    _s("imap_security", str, "tls", P, "mailbox", "tls or starttls", choices=("tls", "starttls"), label="Security"),
+    _s("imap_security", str, "tls", P, "mailbox", "tls or starttls", choices=("tls", "starttls"),
+       label="Security"),
     _s("imap_username", str, "", P, "mailbox", "its login (the password from "
        "`MAILNB_IMAP_PASSWORD`)", label="Username"),
     _s("imap_cafile", str, "", P, "mailbox", "a private CA for the mailbox", label="CA file"),
     _s("protocol", str, "imap", P, "mailbox", "the bounce mailbox's protocol: imap or pop3",
        choices=("imap", "pop3")),
-    _s("bounce_folder", str, "INBOX", P, "mailbox", "the folder `mailnb bounces` reads", label="Folder"),
+    _s("bounce_folder", str, "INBOX", P, "mailbox", "the folder `mailnb bounces` reads",
+       label="Folder"),
     _s("bounce_threshold", int, 3, P, "mailbox", "soft bounces in 30 days before an address is "
        "suppressed", label="Soft bounces"),
     _s("processed_folder", str, "", P, "mailbox", "move processed reports there (else flag "

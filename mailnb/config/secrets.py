@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import (SecretMissingError)
+from ..errors import SecretMissingError
 
 SMTP_PASSWORD_ENV = "MAILNB_SMTP_PASSWORD"
 KEYRING_SERVICE = "mailnb"

@@ -19,7 +19,6 @@ from urllib.parse import urlparse
 from ..errors import ConfigError, alt, arg, phrase, warn
 from .secrets import SMTP_PASSWORD_ENV, Secret, find_password
 
-
 SECURITY = ("none", "starttls", "tls")
 AUTH_METHODS = ("password", "oauth2")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -84,8 +83,9 @@ class Relay:
                                         # RFC 7435): what direct delivery to an MX does
 
     def __post_init__(self) -> None:
-        if isinstance(self.password, str):
-            object.__setattr__(self, "password", Secret(self.password))
+        given: object = self.password           # a plain text is taken, and wrapped at once
+        if isinstance(given, str):
+            object.__setattr__(self, "password", Secret(given))
         if self.port is None and self.security in DEFAULT_PORTS:
             object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
 
@@ -233,8 +233,9 @@ class Mailbox:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.password, str):
-            object.__setattr__(self, "password", Secret(self.password))
+        given: object = self.password           # a plain text is taken, and wrapped at once
+        if isinstance(given, str):
+            object.__setattr__(self, "password", Secret(given))
         if self.port is None:
             object.__setattr__(self, "port", MAILBOX_PORTS.get((self.protocol, self.security), 993))
 

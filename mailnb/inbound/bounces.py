@@ -20,13 +20,23 @@ from typing import Any
 
 import pandas as pd
 
-from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
 from ..errors import ConfigError, arg
 from ..journal.open import open_journal
+from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
 from .mailbox import Mailbox, Session
 from .replies import answered, read_reply
-from .reports import (DELIVERED, KINDS, Bounce, clean, is_auto_reply, is_report, parse,
-                      parse_many, verp_token, with_verp)
+from .reports import (
+    DELIVERED,
+    KINDS,
+    Bounce,
+    clean,
+    is_auto_reply,
+    is_report,
+    parse,
+    parse_many,
+    verp_token,
+    with_verp,
+)
 
 __all__ = ["Bounce", "DELIVERED", "HARD", "KINDS", "REASONS", "apply_threshold", "classify",
            "content_id", "find_command", "find_reply_code", "find_status", "is_hard", "parse",
@@ -55,7 +65,7 @@ def read_report(raw: bytes, journal: Any) -> list[Bounce]:
     odd message is stored as unparsable, for review."""
     try:
         found = parse(raw)
-    except Exception as err:  # noqa: BLE001 - never lose the mailbox over one odd message
+    except Exception as err:
         found = [Bounce(None, None, None, f"unparsable: {err}", "undefined", False)]
     token = verp_token(raw)
     if token is not None:
@@ -150,7 +160,7 @@ def process_mailbox(profile: Any, mb: Mailbox, *, since: str | None = None,
     """Read one mailbox folder: each message stored (with the suppression or unsubscribe it
     triggers) before it is flagged or moved."""
     j = open_journal(journal if journal is not None else (profile.journal or None), new=True)
-    rule = dict(threshold=threshold or getattr(profile, "bounce_threshold", 3) or 3,
+    rule: dict[str, Any] = dict(threshold=threshold or getattr(profile, "bounce_threshold", 3) or 3,
                 window_days=window_days, grace_days=grace_days)
     policy = getattr(profile, "exclusion_policy", "global") or "global"
     newly = apply_threshold(j, j.unsettled_bounces(), **rule)    # what a stopped run left

@@ -8,8 +8,18 @@ import re
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 
-from .bounce_rules import (CHECKED_AFTER_DATA, LOOKUP_FAILED, NO_SUCH_USER, ORANGE_CODE, ORANGE_REASONS,
-                           REASON_TIER, REPLY_REASONS, RULES, STATUS_REASONS, Rule)
+from .bounce_rules import (
+    CHECKED_AFTER_DATA,
+    LOOKUP_FAILED,
+    NO_SUCH_USER,
+    ORANGE_CODE,
+    ORANGE_REASONS,
+    REASON_TIER,
+    REPLY_REASONS,
+    RULES,
+    STATUS_REASONS,
+    Rule,
+)
 
 #: every reason a bounce can have (the issue's list and the few finer ones real servers give)
 REASONS = ("userunknown", "hostunknown", "hasmoved", "mailboxfull", "expired", "filtered",
@@ -48,7 +58,7 @@ def match_rule(text: str, diagnostic_type: str | None = None,
     longest match.
     A ``mailererror`` rule counts only in an ``x-unix`` diagnostic, if one is typed at all."""
     off, seen = _OFF.get(), _SEEN.get()
-    local = bool(diagnostic_type) and diagnostic_type.lower().startswith("x-unix")
+    local = diagnostic_type is not None and diagnostic_type.lower().startswith("x-unix")
     best, best_key = None, None
     for i, (rule, rx) in enumerate(_COMPILED):
         m = rx.search(text) if i not in off else None
@@ -209,7 +219,9 @@ def classify(diagnostic: str, status: str | None = None, reply_code: int | None 
     rule = match_rule(text, diagnostic_type, expect if REASON_TIER.get(expect or "") else None)
     reason = _by_status(rule.reason if rule else None, sub, status, command, text)
     reason = _by_command(reason, sub, command, text, gateway)
-    return reason if reason is not None else _fallback(text, reply_code, action, diagnostic_type, command)
+    if reason is not None:
+        return reason
+    return _fallback(text, reply_code, action, diagnostic_type, command)
 
 
 def is_hard(reason: str, status: str | None, reply_code: int | None) -> bool:

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AuthenticationError, ConfigError, RelayError, TLSError, alt, arg
 from ..config.profile import Profile
 from ..config.secrets import Secret
 from ..config.targets import MAILBOX_PORTS, Mailbox
+from ..errors import AuthenticationError, ConfigError, RelayError, TLSError, alt, arg
+
 __all__ = ["Mailbox", "PROCESSED", "connect_imap", "connect_pop3", "list_folders"]
 
 PROCESSED = "$MailnbProcessed"
@@ -73,7 +74,8 @@ def _mismatch(mb: Mailbox, err: BaseException) -> ConfigError | None:
     other = {"imap": "pop3", "pop3": "imap"}[proto]
     if greeting.startswith(b"+OK" if proto == "imap" else b"* OK"):
         return ConfigError(
-            f"the mailbox {where} is {'an' if other == 'imap' else 'a'} {other.upper()} server, not {proto.upper()}: use "
+            f"the mailbox {where} is {'an' if other == 'imap' else 'a'} {other.upper()} server, "
+            f"not {proto.upper()}: use "
             f"{arg('protocol', other)}, or the {proto.upper()} port "
             f"({arg('imap_port', MAILBOX_PORTS[(proto, mb.security)])})")
     return None
@@ -117,11 +119,13 @@ def connect_pop3(mb: Mailbox) -> poplib.POP3:
     mb.validate()
     secret = mb.secret()
     wait = min(mb.timeout, GREETING_TIMEOUT)
+    port = mb.port or MAILBOX_PORTS[("pop3", mb.security)]     # set by Mailbox itself
     try:
+        pop: poplib.POP3
         if mb.security == "tls":
-            pop = poplib.POP3_SSL(mb.host, mb.port, context=mb.ssl_context(), timeout=wait)
+            pop = poplib.POP3_SSL(mb.host, port, context=mb.ssl_context(), timeout=wait)
         else:
-            pop = poplib.POP3(mb.host, mb.port, timeout=wait)
+            pop = poplib.POP3(mb.host, port, timeout=wait)
         pop.sock.settimeout(mb.timeout)
         if mb.security == "starttls":
             pop.stls(context=mb.ssl_context())

@@ -81,7 +81,7 @@ def text_of(part: Message) -> str:
         payload = part.get_payload(decode=True)
     except Exception:
         payload = None
-    if payload is None:
+    if not isinstance(payload, bytes):
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
     charset = part.get_content_charset() or "utf-8"
@@ -140,11 +140,12 @@ def _original_headers(msg: Message, body_text: str) -> tuple[str | None, str | N
 
 def _human_text(msg: Message) -> str:
     """The readable part of a report, without the quoted original message."""
-    texts = []
+    texts: list[str] = []
     for part in msg.walk():
         if part.get_content_maintype() == "multipart":
-            if isinstance(part.get_payload(), str) and part is not msg:
-                texts.append(part.get_payload())   # a broken boundary: read the parts as text
+            payload = part.get_payload()
+            if isinstance(payload, str) and part is not msg:
+                texts.append(payload)   # a broken boundary: read the parts as text
             continue
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "text/rfc822-headers", "message/delivery-status",
@@ -244,7 +245,9 @@ def _session_reply(text: str, address: str) -> tuple[str, str | None] | None:
     caused it, and the command they answered (``>>> MAIL From:...``); no command when no reply
     of the remote server led to the line."""
     address = address.lower()
-    command, replies, notes = None, [], []
+    command: str | None = None
+    replies: list[str] = []
+    notes: list[str] = []
     for line in text.splitlines():
         t = line.strip()
         if re.match(r"\.*\s*while talking to ", t, re.I):
@@ -311,7 +314,8 @@ def parse(raw: bytes | str) -> list[Bounce]:
                     None)
     if feedback is not None or report_type == "feedback-report":
         fields = _feedback_fields(feedback)
-        rcpts = [a for a in (first_address(v) for v in fields.get("original-rcpt-to", []) +
+        rcpts: list[str | None] = [a for a in (first_address(v) for v in
+                                               fields.get("original-rcpt-to", []) +
                              fields.get("removal-recipient", [])) if a] or [_quoted_to(msg)]
         ftype = (fields.get("feedback-type") or ["abuse"])[0]
         return [Bounce(r, None, None, clean(ftype), "feedback", False, kind="feedback",
@@ -336,7 +340,8 @@ def parse(raw: bytes | str) -> list[Bounce]:
         everyone = [a for a in (first_address(b.get("Final-Recipient")) for b in blocks) if a]
         for block in blocks:
             rcpt = first_address(block.get("Final-Recipient")) or \
-                first_address(block.get("Original-Recipient")) or first_address(block.get("X-Actual-Recipient"))
+                first_address(block.get("Original-Recipient")) or \
+                first_address(block.get("X-Actual-Recipient"))
             action = clean(block.get("Action")).lower() or None
             if rcpt is None and action is None:
                 continue

@@ -6,22 +6,26 @@ from __future__ import annotations
 import email
 import re
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..compose.unsubscribe import TokenError, load_secret, verify_token
+from ..config.targets import Mailbox
 from ..errors import ConfigError
+from ..journal.base import Journal, Lists
 from .mailbox import Session
 
 _TOKEN_RE = re.compile(r"\b([A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,})\b")
 
 
-def _record(journal: Any, address: str, campaign: str | None, policy: str, source: str) -> bool:
+Result = tuple[str | None, str | None, str]        # address, campaign, what happened
+
+
+def _record(journal: Lists, address: str, campaign: str | None, policy: str, source: str) -> bool:
     return journal.unsubscribe(address, None if policy == "global" else campaign, source)
 
 
-def from_hits(hits: pd.DataFrame | str | Path, journal: Any, *, secret: bytes | None = None,
+def from_hits(hits: pd.DataFrame | str | Path, journal: Lists, *, secret: bytes | None = None,
               policy: str = "global") -> pd.DataFrame:
     """Record the unsubscribes of a web form's hits (a CSV or DataFrame with a ``token`` column).
     Forged or malformed tokens are reported and ignored. Returns one row per hit with ``address``,
@@ -30,7 +34,7 @@ def from_hits(hits: pd.DataFrame | str | Path, journal: Any, *, secret: bytes | 
     if "token" not in df.columns:
         raise ConfigError("the hits need a 'token' column (the t= value of each request)")
     key = secret or load_secret()
-    rows = []
+    rows: list[Result] = []
     for token in df["token"].fillna(""):
         try:
             address, campaign = verify_token(key, token)
@@ -42,18 +46,18 @@ def from_hits(hits: pd.DataFrame | str | Path, journal: Any, *, secret: bytes | 
     return pd.DataFrame(rows, columns=["address", "campaign", "result"])
 
 
-def process_unsubscribe_mailbox(mailbox: Any, journal: Any, *, secret: bytes | None = None,
+def process_unsubscribe_mailbox(mailbox: Mailbox, journal: Journal, *, secret: bytes | None = None,
                                 policy: str = "global") -> pd.DataFrame:
     """Read unsubscribe requests sent to the ``mailto:`` address (token in the subject), record
     them, and mark each message processed after that."""
     key = secret or load_secret()
-    rows = []
+    rows: list[Result] = []
     with Session(mailbox) as session:
         for item in session.fetch(seen=journal.bounce_sources()):
             msg = email.message_from_bytes(item.raw)
             text = f"{msg.get('Subject', '')} {msg.get('To', '')}"
             found = _TOKEN_RE.findall(text.replace("unsubscribe:", " "))
-            result = (None, None, "no token")
+            result: Result = (None, None, "no token")
             for token in found:
                 try:
                     address, campaign = verify_token(key, token)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import pandas as pd
 
@@ -166,7 +166,7 @@ class BounceStore(Protocol):
     def find_message(self, token: str) -> dict[str, Any] | None:
         """The recipient of the message whose Message-ID starts ``<token@`` (a VERP token)."""
     def find_recipient(self, message_ids: Iterable[str] = (),
-                       addresses: Iterable[str] = ()) -> dict[str, Any] | None: ...
+                       address: str | None = None) -> dict[str, Any] | None: ...
     def responded(self, campaign: str | None = None) -> pd.DataFrame: ...
 
 
@@ -184,3 +184,7 @@ class PrivacyStore(Protocol):
 @runtime_checkable
 class Journal(Ledger, Coordination, Lists, BounceStore, PrivacyStore, Protocol):
     """Every role: what a campaign's sends, workers, mailboxes and privacy requests share."""
+
+
+#: what the functions that open a journal take: a journal, a path or URL, or None (the default)
+JournalLike: TypeAlias = "Journal | str | Path | None"

@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from ..audience.recipients import address_key
-
 from .sql import SQLStore
 
 

@@ -11,9 +11,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-
 from ..config.pacing import CAP_PERIOD
-
 from .base import STALE_AFTER
 from .sql import IN_CAP, SQLStore, in_cap_args
 
@@ -100,9 +98,9 @@ class SQLCoordination(SQLStore):
 
     def release(self, campaign: str, run_id: str) -> int:
         """Return this run's ``claimed`` rows (never handed to the relay) to ``pending``."""
-        return self.db.execute(
+        return int(self.db.execute(
             "UPDATE recipients SET status = 'pending', updated_at = ? WHERE campaign = ? AND "
-            "status = 'claimed' AND run_id = ?", (time.time(), campaign, run_id)).rowcount
+            "status = 'claimed' AND run_id = ?", (time.time(), campaign, run_id)).rowcount)
 
     def in_cap(self, account: str) -> int:
         """The messages that count toward ``account``'s daily cap now: sent in the last 24 hours
@@ -129,7 +127,7 @@ class SQLCoordination(SQLStore):
                 slot += block_pause
             self.db.execute("UPDATE pace SET next_at = ?, n = ? WHERE account = ?",
                             (slot + interval, n + 1, account))
-        return slot
+        return float(slot)
 
     def sent_since(self, account: str, since: float) -> int:
         (n,) = self.db.execute("SELECT count(*) FROM events WHERE status = 'sent' AND account = ? "

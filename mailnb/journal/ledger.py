@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from ..errors import JournalError
-
 from .base import STATES, Cap, Claim, decode_row
 from .sql import IN_CAP, SQLStore, in_cap_args
 
@@ -54,7 +53,7 @@ class SQLLedger(SQLStore):
                 "INSERT OR IGNORE INTO recipients (campaign, key, address, row, added_at, "
                 "updated_at) VALUES (?,?,?,?,?,?)",
                 ((campaign, k, a, r, now, now) for k, a, r in rows))
-            return self.db.total_changes - before
+            return int(self.db.total_changes - before)
 
     def reset(self, campaign: str, statuses: Sequence[str]) -> int:
         """Set the rows in ``statuses`` back to ``pending`` (their history stays in ``events``)."""
@@ -64,7 +63,7 @@ class SQLLedger(SQLStore):
             cur = self.db.execute(
                 f"UPDATE recipients SET status = 'pending', updated_at = ? WHERE campaign = ? "
                 f"AND status IN ({marks})", (time.time(), campaign, *statuses))
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def states(self, campaign: str, only: Sequence[str] = ()) -> dict[str, str]:
         """Each recipient's state; ``only`` those in these states."""
@@ -93,7 +92,7 @@ class SQLLedger(SQLStore):
                f"run_id = ?){under_cap}")
         args = (to, run_id, time.time(), *((cap.account,) if cap is not None else ()), campaign,
                 key, *claimable, run_id, *cap_args)
-        return self.db.execute(sql, args).rowcount == 1
+        return bool(self.db.execute(sql, args).rowcount == 1)
 
     def record(self, campaign: str, key: str, run_id: str, status: str, *, code: int | None = None,
                reply: str | None = None, message_id: str | None = None,
@@ -134,14 +133,20 @@ class SQLLedger(SQLStore):
                 # row another worker's claim may have to wait for (no deadlock)
                 self._lock_account(account)
             done = [self._claim(w.campaign, w.key, w.run_id, w.claimable, w.to, w.cap)
-                    if isinstance(w, Claim) else self._record(**w) or True for w in writes]
+                    if isinstance(w, Claim) else self._recorded(w) for w in writes]
         for run_id in {w.run_id if isinstance(w, Claim) else w["run_id"] for w in writes}:
             self.heartbeat(run_id)
         return done
 
+    def _recorded(self, outcome: dict[str, Any]) -> bool:
+        self._record(**outcome)
+        return True                 # an outcome always takes effect
+
     def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:
-        return self.db.execute("SELECT key, status, attempts, code, reply, message_id, sent_at, "
-                               "run_id FROM recipients WHERE campaign = ?", (campaign,))
+        rows: Iterable[tuple[Any, ...]] = self.db.execute(
+            "SELECT key, status, attempts, code, reply, message_id, sent_at, run_id FROM "
+            "recipients WHERE campaign = ?", (campaign,))
+        return rows
 
     def history(self, campaign: str | None = None) -> pd.DataFrame:
         """Every recipient's state (one row each), as a DataFrame with UTC timestamps."""

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from ..audience.recipients import Suppressions, Unsubscribes, address_key
-
 from .sql import SQLStore
 
 
@@ -22,7 +21,7 @@ class SQLLists(SQLStore):
         was recorded already."""
         cur = self.db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?,?,?,?,?)",
                               (address_key(address), address, campaign or "", source, time.time()))
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     def unsubscribes(self) -> Any:
         """The unsubscribe list, ready for ``Audience(..., unsubscribes=...)``."""
@@ -36,11 +35,11 @@ class SQLLists(SQLStore):
         cur = self.db.execute(
             "INSERT OR IGNORE INTO suppressions (key, address, reason, source, added_at) "
             "VALUES (?,?,?,?,?)", (address_key(address), address, reason, source, time.time()))
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     def unsuppress(self, address: str) -> bool:
-        return self.db.execute("DELETE FROM suppressions WHERE key = ?",
-                               (address_key(address),)).rowcount == 1
+        return bool(self.db.execute("DELETE FROM suppressions WHERE key = ?",
+                                    (address_key(address),)).rowcount == 1)
 
     def suppressions(self) -> Suppressions:
         """The suppression list, ready for ``Audience(..., suppressions=...)``."""

@@ -19,10 +19,12 @@ URL_BACKENDS: dict[str, Callable[[str], SQLiteJournal]] = {}
 
 def open_journal(journal: Journal | str | Path | None, *, new: bool = False,
                  create: bool = True) -> Journal:
-    """The journal to use. ``None``: ``$MAILNB_JOURNAL``, else the default file in the user's data
-    folder. A ``postgresql://`` URL: the shared journal in that database (:mod:`mailnb.pgjournal`). A path given explicitly (an argument, ``$MAILNB_JOURNAL``, a profile) that does not
-    exist is refused unless ``new=True``: a mistyped path would otherwise start an empty journal
-    and send the whole campaign again. ``create=False`` (a dry run) never makes a file."""
+    """The journal to use. ``None``: ``$MAILNB_JOURNAL``, else the default file in the user's
+    data folder. A ``postgresql://`` URL: the shared journal in that database
+    (:mod:`mailnb.journal.postgres`). A path given explicitly (an argument, ``$MAILNB_JOURNAL``,
+    a profile) that does not exist is refused unless ``new=True``: a mistyped path would
+    otherwise start an empty journal and send the whole campaign again. ``create=False`` (a dry
+    run) never makes a file."""
     if isinstance(journal, Journal):
         return journal
     url = journal if journal is not None else os.environ.get(JOURNAL_ENV)
@@ -85,8 +87,7 @@ def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> 
         if not Path(source).expanduser().exists():
             raise JournalError(f"the journal to copy, {str(source)!r}, does not exist: check "
                                "its path")
-    src = open_journal(source)
-    dst = open_journal(target, new=True)
+    src, dst = _sql(open_journal(source)), _sql(open_journal(target, new=True))
     try:
         if dst.db.execute("SELECT count(*) FROM recipients").fetchone()[0] or \
                 dst.db.execute("SELECT count(*) FROM runs").fetchone()[0]:
@@ -117,3 +118,12 @@ def copy_journal(source: Journal | str | Path, target: Journal | str | Path) -> 
     finally:
         src.close()
         dst.close()
+
+
+def _sql(journal: Journal) -> SQLiteJournal:
+    """A journal whose tables a copy can read and write: mailnb's own (SQLite, PostgreSQL)."""
+    if not isinstance(journal, SQLiteJournal):
+        journal.close()
+        raise JournalError(f"{journal.location} is not one of mailnb's SQL journals: a copy "
+                           "goes from a SQLite file or a postgresql:// URL to another")
+    return journal

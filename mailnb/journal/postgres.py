@@ -25,11 +25,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from ..config.pacing import parse_duration
 from ..errors import ConfigError, JournalError, arg
 from .base import STALE_AFTER
 from .open import URL_BACKENDS
 from .sqlite import SQLiteJournal
-from ..config.pacing import parse_duration
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 KEYRING_SERVICE = "mailnb-postgresql"
@@ -107,16 +107,16 @@ def translate(sql: str) -> str:
 class _Cursor:
     """What the journal reads of a sqlite3 cursor: rows, ``rowcount``, iteration."""
 
-    def __init__(self, rows: list[tuple] | None, rowcount: int) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]] | None, rowcount: int) -> None:
         self.rows, self.rowcount = rows or [], rowcount
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> tuple[Any, ...] | None:
         return self.rows[0] if self.rows else None
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[tuple[Any, ...]]:
         return self.rows
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self.rows)
 
 
@@ -229,14 +229,14 @@ class PostgresJournal(SQLiteJournal):
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, *, label: str | None = None) -> None:   # noqa: super not called
+    def __init__(self, url: str, *, label: str | None = None) -> None:   # no super(): no file
         self.label = label or redact(url)
         self.url, self.lease = split_lease(url)
         self.path = None                       # type: ignore[assignment]
         self._beat: dict[str, float] = {}
         self._reserve = None
         try:
-            self.db = _Connection(self.url, self.lease)   # type: ignore[assignment]
+            self.db = _Connection(self.url, self.lease)
             self._migrate()
         except Exception as err:               # psycopg's errors, the pool's timeout
             raise JournalError(self._why(err)) from None
@@ -262,7 +262,8 @@ class PostgresJournal(SQLiteJournal):
                            "seq BIGSERIAL, PRIMARY KEY (campaign, key));", 1)
 
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        return self.db.frame(sql, params)      # type: ignore[attr-defined]
+        frame: pd.DataFrame = self.db.frame(sql, params)
+        return frame
 
     def _keep_reserve(self) -> None:
         pass
@@ -294,7 +295,7 @@ class PostgresJournal(SQLiteJournal):
 
     @property
     def location(self) -> str:
-        return self.label
+        return self.label or redact(self.url)
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self.label}>"
@@ -319,7 +320,7 @@ def _retrying(method: Any) -> Any:
             try:
                 return method(self, *args, **kw)
             except (OperationalError, PoolTimeout) as err:
-                self.db.forget_transaction()           # type: ignore[attr-defined]
+                self.db.forget_transaction()
                 if time.monotonic() > deadline:
                     raise JournalError(self._why(err)) from None
                 time.sleep(0.5)
@@ -333,7 +334,8 @@ for _name in ("start_run", "heartbeat", "end_run", "runs", "add_recipients", "re
               "reserve_slot", "sent_since", "sent_times", "cap_frees_at", "find_message",
               "find_recipient", "responded", "history", "outcomes", "unsubscribe", "unsubscribes",
               "suppress", "unsuppress", "suppressions", "suppressed", "bounce_sources",
-              "unsettled_bounces", "record_bounces", "bounce_history", "last_success", "bounces", "events", "forget",
+              "unsettled_bounces", "record_bounces", "bounce_history", "last_success", "bounces",
+              "events", "forget",
               "about", "purge_before", "forgotten_hashes", "campaign_counts"):
     if hasattr(PostgresJournal, _name):
         setattr(PostgresJournal, _name, _retrying(getattr(PostgresJournal, _name)))

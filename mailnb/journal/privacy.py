@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .open import open_journal
-from ..config.pacing import parse_duration
 from ..audience.recipients import address_key
 from ..compose.unsubscribe import load_secret
+from ..config.pacing import parse_duration
+from ..errors import ConfigError
+from .base import Journal, JournalLike
+from .open import open_journal
 
 
 def address_hash(address: str, secret: bytes | None = None) -> str:
@@ -46,7 +47,7 @@ class Forgotten:
 
 
 @contextmanager
-def _opened(journal: Any) -> Iterator[Any]:
+def _opened(journal: JournalLike) -> Iterator[Journal]:
     """The journal, closed afterwards if it was opened here (from a path or a URL)."""
     j = open_journal(journal)
     try:
@@ -56,10 +57,10 @@ def _opened(journal: Any) -> Iterator[Any]:
             j.close()
 
 
-def forgotten(journal: Any) -> Forgotten:
-    """The journal's erased addresses (none for a backend that keeps no such list)."""
+def forgotten(journal: JournalLike) -> Forgotten:
+    """The journal's erased addresses."""
     with _opened(journal) as j:
-        return Forgotten(j.forgotten_hashes() if hasattr(j, "forgotten_hashes") else ())
+        return Forgotten(j.forgotten_hashes())
 
 
 def _message_files(folders: Iterable[str | Path]) -> list[Path]:
@@ -71,7 +72,7 @@ def _message_files(folders: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def forget(addresses: Iterable[str], journal: Any = None, *,
+def forget(addresses: Iterable[str], journal: JournalLike = None, *,
            folders: Iterable[str | Path] = ()) -> dict[str, int]:
     """Erase each address from the journal (recipients, events, bounces, unsubscribes,
     suppressions) and delete the saved messages (``folders``: backups, pickup, captures) that
@@ -92,7 +93,7 @@ def forget(addresses: Iterable[str], journal: Any = None, *,
     return counts
 
 
-def export(address: str, journal: Any = None) -> dict[str, Any]:
+def export(address: str, journal: JournalLike = None) -> dict[str, Any]:
     """Everything held about one address: campaigns with states and times, events, bounces,
     suppressions and unsubscribes (each a list of records), and whether it was erased."""
     key = address_key(address)
@@ -102,7 +103,7 @@ def export(address: str, journal: Any = None) -> dict[str, Any]:
         return {"address": key, "erased": address_hash(key) in j.forgotten_hashes(), **held}
 
 
-def purge(journal: Any = None, *, older_than: str | float = "365d",
+def purge(journal: JournalLike = None, *, older_than: str | float = "365d",
           folders: Iterable[str | Path] = ()) -> dict[str, int]:
     """Remove the per-message detail of campaigns that ended more than ``older_than`` ago
     (``"365d"``, ``"26w"`` or seconds), and saved messages older than that; keep the counts per

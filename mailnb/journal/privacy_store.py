@@ -9,7 +9,6 @@ import time
 
 import pandas as pd
 
-
 from .sql import SQLStore
 
 

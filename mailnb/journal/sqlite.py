@@ -33,7 +33,6 @@ from .lists import SQLLists
 from .privacy_store import SQLPrivacyStore
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
-
 #: bytes kept free beside the journal, given up when the disk fills so the last outcomes fit
 RESERVE = 256 * 1024
 

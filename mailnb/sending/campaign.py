@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..audience.recipients import Audience, normalize
-from ..compose.signing import DKIMKey
 from ..compose.checks import EMPTY_CHOICES
+from ..compose.signing import DKIMKey
 from ..compose.templates import CONTROL, Template
 from ..compose.unsubscribe import Unsubscribe
 from ..config.profile import Profile

@@ -51,7 +51,8 @@ class GroupCommit:
         self.waiters.append((len(self.writes), len(claims), future))
         self.writes.extend(claims)
         self._schedule()
-        return await future
+        done: list[bool] = await future
+        return done
 
     def _schedule(self) -> None:
         if not self.scheduled:

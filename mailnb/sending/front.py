@@ -63,8 +63,10 @@ def send(campaign: Campaign, relay: Target | Profile, /, **options: Any) -> pd.D
     stop = opts.stop if isinstance(opts.stop, Stop) else Stop()
     if opts.stop is not None and not isinstance(opts.stop, Stop):
         outer = opts.stop
-        threading.Thread(target=lambda: outer.wait() and stop.request("stopped by the caller"),
-                         daemon=True).start()
+        def relay_stop() -> None:
+            if outer.wait():
+                stop.request("stopped by the caller")
+        threading.Thread(target=relay_stop, daemon=True).start()
     opts = replace(opts, stop=stop)
     stats = Stats()
     shown = Shown(stats, opts.progress)

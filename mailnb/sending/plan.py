@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
-from ..config.pacing import Pacing
 from ..audience.recipients import AddressList
 from ..compose.rendered import Rendered
+from ..config.pacing import Pacing
 
 #: states a run may claim; ``unknown`` only with resend_unknown. ``claimed``: held by another
 #: worker for its send slot, or by one that died (the run's recovery returns those to pending);
@@ -116,7 +116,7 @@ class Plan:
             planned.append(when.get(it.key, pd.NaT))
             reply.append(skipped.get(it.key))
         return pd.DataFrame({"address": [it.address for it in self.items], "status": status,
-                             "reply": reply, "planned_at": pd.to_datetime(planned, utc=True)},
+                             "reply": reply, "planned_at": pd.to_datetime(cast(Any, planned), utc=True)},
                             index=pd.Index([it.row for it in self.items], name=index_name))
 
 
@@ -161,7 +161,7 @@ def make_plan(items: list[Item], states: Mapping[str, str], *, campaign: str,
     leaves out entirely, so nothing about them is journaled."""
     erased: list[Item] = []
     if forgotten is not None and len(forgotten):
-        kept = []
+        kept: list[Item] = []
         for it in items:
             (erased if forgotten.match(it.address.casefold()) is not None else kept).append(it)
         items = kept

@@ -90,7 +90,7 @@ class Progress:
         self.last_text = 0.0
         if self.mode == "notebook":
             from IPython.display import display
-            self.handle = display(_Rich(stats), display_id=True)
+            self.handle = display(_Rich(stats), display_id=True)   # type: ignore[no-untyped-call]
         elif self.mode == "bar":
             from tqdm import tqdm
             self.bar = tqdm(total=stats.total, unit="msg", file=sys.stderr)

@@ -19,9 +19,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from ..config.targets import Target
 from ..errors import AuthenticationError, JournalError, RelayError, TemplateError, TLSError
 from ..journal.base import HOLD_BATCH, Claim, Journal
-from ..config.targets import Target
 from ..transports.base import Connection
 from ..transports.outcome import Delivery, Envelope
 from ..transports.pickup import Backup

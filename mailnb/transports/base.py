@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config.options import closest
-from ..config.secrets import Secret
 from ..config.profile import TARGET_MAKERS, Profile
+from ..config.secrets import Secret
 from ..config.targets import TARGET_TYPES, Target, add_target_type
 from ..errors import ConfigError
 from .outcome import Delivery, Envelope, Handover

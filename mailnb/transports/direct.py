@@ -14,9 +14,9 @@ import os
 import weakref
 from typing import Any
 
-from .dnscheck import resolver
 from ..config.targets import Direct, Relay
 from .base import Transport, register
+from .dnscheck import resolver
 from .outcome import Delivery, Handover
 from .smtp import SMTPConnection
 
@@ -57,7 +57,7 @@ def _address(host: str, nameserver: str | None) -> str:
     """The host's IPv4 address from the same resolver (the MX name itself when not found)."""
     import dns.exception
     try:
-        return resolver(nameserver).resolve(host, "A")[0].to_text()
+        return str(resolver(nameserver).resolve(host, "A")[0].to_text())
     except dns.exception.DNSException:
         return host
 

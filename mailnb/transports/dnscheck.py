@@ -148,7 +148,7 @@ def check_sender(profile: Any = None, *, from_addr: str | None = None,
     if profile is not None:
         from_addr = from_addr or profile.from_addr
         relay_host = relay_host or profile.host
-        if dkim is None and getattr(profile, "dkim_key_file", ""):
+        if dkim is None and profile is not None and profile.dkim_key_file:
             from ..compose.signing import DKIMKey
             dkim = DKIMKey.from_file(profile.dkim_key_file, profile.dkim_selector,
                                      profile.dkim_domain or from_addr.rpartition("@")[2])

@@ -13,10 +13,10 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import AuthenticationError, RelayError
 from ..config.oauth import access_token
 from ..config.secrets import Secret
 from ..config.targets import Graph
+from ..errors import AuthenticationError, RelayError
 from .base import Transport, register
 from .outcome import Delivery, Handover
 
@@ -40,7 +40,7 @@ class GraphConnection:
         return self.graph.url
 
     async def open(self) -> None:
-        import requests           # loaded only by those who send through Graph
+        import requests  # loaded only by those who send through Graph
         if self.session is None:
             self.session = requests.Session()
         self.token = await asyncio.to_thread(access_token, self.graph.oauth)

@@ -12,14 +12,15 @@ import asyncio
 import re
 from typing import Any
 
-
-from ..errors import (AuthenticationError, RelayError, TLSError, arg)
 from ..config.secrets import Secret
 from ..config.targets import Relay
+from ..errors import AuthenticationError, RelayError, TLSError, arg
 from ..inbound.mailbox import pop_login
 from .base import Transport, register
 from .outcome import Delivery, Envelope, Handover
 from .smtp_login import SMTPLogin
+
+
 class _Replies(asyncio.Protocol):
     """The hot path of an SMTP session after aiosmtplib has connected, negotiated TLS and logged
     in: it takes over the transport, so commands can be pipelined (RFC 2920) and several replies
@@ -122,7 +123,8 @@ class SMTPConnection(SMTPLogin):
         self.steps: list[tuple[str, bool, str]] = []
         self.secrets: list[Secret] = []        # access tokens: scrubbed from every message
         self.ready: tuple[str, str] | None = None  # a message the relay waits for (354 given)
-        self.refused: tuple[Any, ...] | None = None  # a pipelined envelope's refusal, for its send
+        # a pipelined envelope's refusal, for its send: (sender, recipient), step, code, text
+        self.refused: tuple[tuple[str, str], str, int, str] | None = None
         self.awaiting: tuple[str, str] | None = None   # a pipelined envelope, its replies unread
 
     def take_over(self, transport: Any) -> None:
@@ -180,7 +182,8 @@ class SMTPConnection(SMTPLogin):
             await self._pipelined()
         refused, self.refused = self.refused, None
         if refused is not None and refused[0] == (sender, recipient):
-            return await self._refused(self.smtp, *refused[1:], sender)  # type: ignore[arg-type]
+            assert self.smtp is not None          # a refusal was read on this connection
+            return await self._refused(self.smtp, refused[1], refused[2], refused[3], sender)
         if self.ready != (sender, recipient):
             started = await self._start(sender, recipient, data, smtputf8)
             if started is not None:
@@ -196,7 +199,7 @@ class SMTPConnection(SMTPLogin):
         try:
             await pipe.write(self._content(data) + group)
             code, text = await pipe.read(self.relay.timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError) as err:
+        except (TimeoutError, OSError, ConnectionError) as err:
             return self._lost(err)
         if group and self.is_open:        # their replies are read by the next send
             self.awaiting = (then.sender, then.recipient)   # type: ignore[union-attr]
@@ -235,7 +238,7 @@ class SMTPConnection(SMTPLogin):
         try:
             replies = await self._envelope(pipe, _commands(sender, recipient, params),
                                            self.relay.timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError) as err:
+        except (TimeoutError, OSError, ConnectionError) as err:
             return self._lost(err)
         for step, (code, text) in zip(self.steps_before_content, replies):
             if code not in _ACCEPTED[step]:
@@ -266,7 +269,7 @@ class SMTPConnection(SMTPLogin):
         assert pipe is not None and then is not None
         try:
             replies = [await pipe.read(self.relay.timeout) for _ in steps]
-        except (OSError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, OSError, ConnectionError):
             replies = []
         if not replies or replies[0][0] == 503:
             self._drop()
@@ -340,7 +343,7 @@ class SMTPConnection(SMTPLogin):
         try:
             await pipe.write(b"RSET\r\n")
             await pipe.read(self.relay.timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, OSError, ConnectionError):
             self._drop()
 
     def _reply(self, code: int, message: str) -> Delivery:

@@ -103,7 +103,7 @@ class SMTPLogin:
             self._step("error", False, str(err))
             smtp.close()
             raise
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as err:
             smtp.close()
             raise self._failure(err) from None
         self.extensions = {k.lower() for k in smtp.esmtp_extensions}
@@ -148,7 +148,7 @@ class SMTPLogin:
         if self.password is None:
             raise AuthenticationError(f"{self.where}: a username is set but no password",
                                       host=r.host, port=r.port)
-        await smtp.login(r.username, self.password.reveal())
+        await smtp.login(r.username or "", self.password.reveal())
         self._step("AUTH", True, f"logged in as {r.username}")
 
     async def _login_oauth(self, smtp: aiosmtplib.SMTP) -> None:
@@ -164,7 +164,7 @@ class SMTPLogin:
                 if mechanism == "OAUTHBEARER":
                     await self._oauthbearer(smtp, token)
                 else:
-                    await smtp.auth_xoauth2(r.username, token.reveal())
+                    await smtp.auth_xoauth2(r.username or "", token.reveal())
                 break
             except aiosmtplib.SMTPAuthenticationError:
                 if attempt == 2:

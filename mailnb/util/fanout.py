@@ -100,11 +100,11 @@ def _start(task: Callable[[int, int], Any], span: tuple[int, int]) -> tuple[int,
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the process group
         try:
             out = pickle.dumps((True, task(*span)), protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException as err:                   # noqa: BLE001  handed to the parent
+        except BaseException as err:
             out = _pickled_error(err)
         with os.fdopen(write, "wb") as pipe:
             pipe.write(out)
-    except BaseException:                              # noqa: BLE001
+    except BaseException:
         code = 1
     finally:
         os._exit(code)
@@ -126,7 +126,7 @@ def _collect(pid: int, fd: int) -> Any:
 def _pickled_error(err: BaseException) -> bytes:
     try:
         return pickle.dumps((False, err), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:                                  # noqa: BLE001  an unpicklable error
+    except Exception:
         return pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = 
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
-        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as err:
             box["error"] = err
         finally:
             done.set()
@@ -52,4 +52,4 @@ def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], None] | None = 
         raise KeyboardInterrupt("stopped after the messages in flight were recorded; the next run "
                                 "resumes where this one stopped (the summary above says what is "
                                 "left and what is unknown)")
-    return box["value"]
+    return cast(T, box["value"])
