@@ -5,7 +5,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import arg
 from .rendered import Rendered
@@ -45,43 +45,55 @@ def hygiene(rendered: Rendered) -> list[tuple[str, str]]:
 EMPTY_CHOICES = ("error", "skip", "send")
 
 
+class Problem(NamedTuple):
+    """One thing a preflight found: the ``row`` (its index label; None for the whole template or
+    campaign), the ``field`` (the template part or the setting), the ``error`` (what is wrong,
+    and the fix in the words of the door in use) and its ``severity``: ``error`` (nothing is
+    sent), ``warning``, or ``skip`` (the row is left out, as asked)."""
+
+    row: Any
+    field: str
+    error: str
+    severity: str
+
+
 def check_rendered(result: Rendered, idx: Any, max_size: int,
                    advised: set[tuple[str, str]], empty: str = "error"
-                   ) -> list[tuple[Any, str, str, str]]:
+                   ) -> list[Problem]:
     """Size (an error), an empty report selection (as ``empty`` says: an error, a note that
     the row is skipped, or nothing) and hygiene (warnings, each reported once, at the first row
     it shows)."""
-    out: list[tuple[Any, str, str, str]] = []
+    out: list[Problem] = []
     if result.empty and empty != "send":
         what = ", ".join(result.empty)
         if empty == "error":
-            out.append((idx, "data", f"row {idx!r}: the report's selection is empty ({what}); "
+            out.append(Problem(idx, "data", f"row {idx!r}: the report's selection is empty ({what}); "
                         f"fix the data, or pass {arg('empty', 'skip')} to leave such rows out or "
                         f"{arg('empty', 'send')} to send them anyway", "error"))
         else:
-            out.append((idx, "data", f"row {idx!r} is skipped: its report's selection is empty "
+            out.append(Problem(idx, "data", f"row {idx!r} is skipped: its report's selection is empty "
                         f"({what})", "skip"))
     if (size := result.size_estimate()) > max_size:
-        out.append((idx, "size", f"row {idx!r}: the message would be about {size / 1e6:.1f} MB, "
+        out.append(Problem(idx, "size", f"row {idx!r}: the message would be about {size / 1e6:.1f} MB, "
                     f"over the limit of {max_size / 1e6:.1f} MB; send smaller attachments or "
                     "raise max_size if your relay allows", "error"))
     for field_name, advice in hygiene(result):
         if (field_name, advice) not in advised:
             advised.add((field_name, advice))
-            out.append((idx, field_name, f"row {idx!r}: {advice}", "warning"))
+            out.append(Problem(idx, field_name, f"row {idx!r}: {advice}", "warning"))
     return out
 
 
-def once_each(found: Iterable[list[tuple[Any, str, str, str]]]) -> list[tuple[Any, str, str, str]]:
+def once_each(found: Iterable[list[Problem]]) -> list[Problem]:
     """The problems of consecutive ranges of rows, each checked with its own ``advised`` set
     (:func:`check_rendered`), as one list: a warning only at the first row it shows, as if the
     rows had been checked in one go."""
-    out: list[tuple[Any, str, str, str]] = []
+    out: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for problems in found:
         for p in problems:
-            if p[3] == "warning":
-                key = (p[1], p[2][len(f"row {p[0]!r}: "):])
+            if p.severity == "warning":
+                key = (p.field, p.error[len(f"row {p.row!r}: "):])
                 if key in seen:
                     continue
                 seen.add(key)

@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from ..errors import TemplateError, alt
 from ..util import fanout
 from . import embeds
-from .checks import check_rendered, once_each
+from .checks import Problem, check_rendered, once_each
 from .preview import Preview
 from .rendered import Rendered
 from .text import html_to_text, inline_css, text_to_html, text_with_tables
@@ -233,7 +233,7 @@ class Template:
 
     def field_problems(self, columns: list[str], first: Mapping[str, Any] | None,
                        context: Mapping[str, Any] | None = None
-                       ) -> list[tuple[Any, str, str, str]]:
+                       ) -> list[Problem]:
         """Every unknown merge field at once (not only the first a render stops at), when the
         first row shows they are really used (a field guarded by ``is defined`` is not)."""
         unknown = self.unknown_fields(columns, set(context or ()))
@@ -251,7 +251,7 @@ class Template:
                     continue
             where = f"template {part}" + (f", line {line}" if line else "")
             hint = f"did you mean {{{{ {near} }}}}? " if near else ""
-            out.append((None, part, f"{where}: {{{{ {name} }}}} is no column of the recipients; "
+            out.append(Problem(None, part, f"{where}: {{{{ {name} }}}} is no column of the recipients; "
                         f"{hint}the columns are {sorted(columns)}", "error"))
         return out
 
@@ -402,12 +402,12 @@ class Template:
         """Render every sendable row without sending; return a DataFrame of problems with columns
         ``row``, ``field`` and ``error`` (empty when all is well). Template syntax errors are
         reported with ``row`` None and the template's line number."""
-        problems: list[tuple[Any, str, str, str]] = []
+        problems: list[Problem] = []
         columns_out = ["row", "field", "error", "severity"]
         try:
             self.compile()
         except TemplateError as err:
-            problems.append((None, err.field or "", str(err), "error"))
+            problems.append(Problem(None, err.field or "", str(err), "error"))
             return pd.DataFrame(problems, columns=columns_out)
         frame = audience.sendable if hasattr(audience, "sendable") else audience
         columns = [str(c) for c in frame.columns]
@@ -418,13 +418,13 @@ class Template:
         if unknown:
             return pd.DataFrame(unknown, columns=columns_out)
 
-        def task(start: int, stop: int) -> list[tuple[Any, str, str, str]]:
-            found: list[tuple[Any, str, str, str]] = []
+        def task(start: int, stop: int) -> list[Problem]:
+            found: list[Problem] = []
             advised: set[tuple[str, str]] = set()
             for idx, result in self.iter_rendered(frame.iloc[start:stop], context=context,
                                                   **render_options):
                 if isinstance(result, TemplateError):
-                    found.append((idx, result.field or "", str(result), "error"))
+                    found.append(Problem(idx, result.field or "", str(result), "error"))
                 else:
                     found.extend(check_rendered(result, idx, max_size, advised, empty))
             return found

@@ -57,6 +57,28 @@ class Claim:
     cap: Cap | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A write for :meth:`Ledger.apply`: what one attempt at a recipient came to (the arguments
+    of :meth:`Ledger.record`). ``attempt=False``: not an attempt at sending (a skip, a message
+    that could not be rendered, a row returned to pending)."""
+
+    campaign: str
+    key: str
+    run_id: str
+    status: str
+    code: int | None = None
+    reply: str | None = None
+    message_id: str | None = None
+    account: str | None = None
+    attempt: bool = True
+
+    def recorded(self, journal: Ledger) -> None:
+        journal.record(self.campaign, self.key, self.run_id, self.status, code=self.code,
+                       reply=self.reply, message_id=self.message_id, account=self.account,
+                       attempt=self.attempt)
+
+
 def encode_row(label: Any) -> str:
     """The DataFrame index label as text that round-trips for ints and strings."""
     if hasattr(label, "item"):
@@ -101,10 +123,10 @@ class Ledger(Protocol):
                code: int | None = None, reply: str | None = None,
                message_id: str | None = None, account: str | None = None,
                attempt: bool = True) -> None: ...
-    def apply(self, writes: Sequence[dict[str, Any] | Claim]) -> list[bool]:
+    def apply(self, writes: Sequence[Outcome | Claim]) -> list[bool]:
         """Several writes in order, in one transaction (a group commit); for each, whether it
         took effect (an outcome always does)."""
-    def rescue(self, outcome: dict[str, Any]) -> None:
+    def rescue(self, outcome: Outcome) -> None:
         """Record one outcome after a write failed (a full disk): the last write before a stop."""
     def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:
         """Each recipient's state as plain tuples: (key, status, attempts, code, reply,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import JournalError
-from .base import STATES, Cap, Claim, decode_row
+from .base import STATES, Cap, Claim, Outcome, decode_row
 from .sql import IN_CAP, SQLStore, in_cap_args
 
 
@@ -120,7 +120,7 @@ class SQLLedger(SQLStore):
             "account) VALUES (?,?,?,?,?,?,?,?,?)",
             (now, campaign, key, run_id, status, code, reply, message_id, account))
 
-    def apply(self, writes: Sequence[dict[str, Any] | Claim]) -> list[bool]:
+    def apply(self, writes: Sequence[Outcome | Claim]) -> list[bool]:
         """The writes of every connection in one transaction (a group commit): the outcomes
         answered and the claims due since the last one, in the order given."""
         if not writes:
@@ -134,12 +134,13 @@ class SQLLedger(SQLStore):
                 self._lock_account(account)
             done = [self._claim(w.campaign, w.key, w.run_id, w.claimable, w.to, w.cap)
                     if isinstance(w, Claim) else self._recorded(w) for w in writes]
-        for run_id in {w.run_id if isinstance(w, Claim) else w["run_id"] for w in writes}:
+        for run_id in {w.run_id for w in writes}:
             self.heartbeat(run_id)
         return done
 
-    def _recorded(self, outcome: dict[str, Any]) -> bool:
-        self._record(**outcome)
+    def _recorded(self, w: Outcome) -> bool:
+        self._record(w.campaign, w.key, w.run_id, w.status, code=w.code, reply=w.reply,
+                     message_id=w.message_id, account=w.account, attempt=w.attempt)
         return True                 # an outcome always takes effect
 
     def outcomes(self, campaign: str) -> Iterable[tuple[Any, ...]]:

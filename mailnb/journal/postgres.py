@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..config.pacing import parse_duration
 from ..errors import ConfigError, JournalError, arg
-from .base import STALE_AFTER
+from .base import STALE_AFTER, Outcome
 from .open import URL_BACKENDS
 from .sqlite import SQLiteJournal
 
@@ -268,8 +268,8 @@ class PostgresJournal(SQLiteJournal):
     def _keep_reserve(self) -> None:
         pass
 
-    def rescue(self, outcome: dict[str, Any]) -> None:
-        self.record(**outcome)
+    def rescue(self, outcome: Outcome) -> None:
+        outcome.recorded(self)
 
     def add_recipients(self, campaign: str, rows: Iterable[tuple[str, str, str]]) -> int:
         now = time.time()

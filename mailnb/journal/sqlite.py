@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import JournalError, arg
 from ..util.files import private_dir, touch_private, warn_if_shared
-from .base import default_path
+from .base import Outcome, default_path
 from .bounce_store import SQLBounceStore
 from .coordination import SQLCoordination
 from .ledger import SQLLedger
@@ -170,11 +170,11 @@ class SQLiteJournal(SQLLedger, SQLCoordination, SQLLists, SQLBounceStore, SQLPri
         except OSError:              # no room even for that: the first write will say so
             self._reserve.unlink(missing_ok=True)
 
-    def rescue(self, outcome: dict[str, Any]) -> None:
+    def rescue(self, outcome: Outcome) -> None:
         """Give up the reserve and record the outcome (the disk is full)."""
         if self._reserve is not None:
             self._reserve.unlink(missing_ok=True)
-        self.record(**outcome)
+        outcome.recorded(self)
 
     def close(self) -> None:
         self.db.close()

@@ -18,7 +18,7 @@ import asyncio
 from typing import Any
 
 from ..errors import JournalError
-from ..journal.base import Claim, Journal
+from ..journal.base import Claim, Journal, Outcome
 
 
 class GroupCommit:
@@ -26,7 +26,7 @@ class GroupCommit:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self.writes: list[dict[str, Any] | Claim] = []
+        self.writes: list[Outcome | Claim] = []
         self.waiters: list[tuple[int, int, asyncio.Future[list[bool]]]] = []
         self.scheduled = False
         self.failed: JournalError | None = None
@@ -34,7 +34,7 @@ class GroupCommit:
         self.commits = 0
         self.written = 0
 
-    def later(self, outcome: dict[str, Any]) -> None:
+    def later(self, outcome: Outcome) -> None:
         """An outcome, written with the next group (not waited for)."""
         if self.failed is not None:
             self._rescue(outcome)
@@ -92,13 +92,13 @@ class GroupCommit:
     def _failed(self, err: JournalError, writes: list[Any], waiters: list[Any]) -> None:
         self.failed = err
         for w in writes:
-            if isinstance(w, dict):
+            if isinstance(w, Outcome):
                 self._rescue(w)
         for _, _, future in waiters:
             if not future.done():
                 future.set_exception(err)
 
-    def _rescue(self, outcome: dict[str, Any]) -> None:
+    def _rescue(self, outcome: Outcome) -> None:
         try:
             self.journal.rescue(outcome)
         except JournalError:      # it stays 'sending': the next run marks it unknown

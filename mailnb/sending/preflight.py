@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..compose import embeds
-from ..compose.checks import check_rendered, once_each
+from ..compose.checks import Problem, check_rendered, once_each
 from ..compose.rendered import Rendered
 from ..compose.templates import DEFAULT_MAX_SIZE
 from ..errors import PreflightError, TemplateError, alt
@@ -23,9 +23,6 @@ from .progress import say
 KEEP_RENDERED = 20_000
 #: the reason of a row skipped because its report selection is empty (``empty="skip"``)
 EMPTY_REPORT = "empty report: "
-
-
-Problem = tuple[Any, str, str, str]      # (row, field, error, severity)
 
 
 @dataclass
@@ -94,13 +91,14 @@ def _find(campaign: Campaign, items: list[Item], max_size: int
         else:
             problems.extend(once_each(_render_fanned(campaign, items, max_size, skip)))
     if campaign.email_format == "html":
-        problems.append((None, "email_format", "email_format='html' sends one HTML part without a "
-                         "plain-text alternative: spam filters score such mail worse", "warning"))
+        problems.append(Problem(None, "email_format", "email_format='html' sends one HTML part "
+                                "without a plain-text alternative: spam filters score such mail "
+                                "worse", "warning"))
     return problems, skip
 
 
 def _template_checked(campaign: Campaign, items: list[Item],
-                      problems: list[tuple[Any, str, str, str]]) -> bool:
+                      problems: list[Problem]) -> bool:
     """The template compiles and knows every field it uses; else every row would fail alike:
     each problem is said once, and False."""
     try:
@@ -110,19 +108,19 @@ def _template_checked(campaign: Campaign, items: list[Item],
             columns, items[0].values if items else None,
             {**campaign.data, "unsubscribe_url": "https://x.invalid/"})
     except TemplateError as err:
-        problems.append((None, err.field or "", str(err), "error"))
+        problems.append(Problem(None, err.field or "", str(err), "error"))
         return False
     problems.extend(unknown)
     return not unknown
 
 
 def _render_fanned(campaign: Campaign, items: list[Item], max_size: int,
-                   skip: list[tuple[Item, str]]) -> Iterator[list[tuple[Any, str, str, str]]]:
+                   skip: list[tuple[Item, str]]) -> Iterator[list[Problem]]:
     """Each range of rows rendered and checked in a worker process; its problems are yielded,
     its rendered messages (up to KEEP_RENDERED) kept on the items, its empty reports skipped."""
     def task(start: int, stop: int) -> tuple[list[Any], list[tuple[int, str]],
                                              list[tuple[int, Rendered]]]:
-        found: list[tuple[Any, str, str, str]] = []
+        found: list[Problem] = []
         advised: set[tuple[str, str]] = set()
         skipped, kept = [], []
         for pos in range(start, stop):
@@ -132,7 +130,7 @@ def _render_fanned(campaign: Campaign, items: list[Item], max_size: int,
                 continue
             checked = check_rendered(r, it.row, max_size, advised, campaign.empty)
             found.extend(checked)
-            if any(p[3] == "skip" for p in checked):
+            if any(p.severity == "skip" for p in checked):
                 skipped.append((pos, EMPTY_REPORT + ", ".join(r.empty)))
             elif pos < KEEP_RENDERED:
                 kept.append((pos, r))
@@ -146,7 +144,7 @@ def _render_fanned(campaign: Campaign, items: list[Item], max_size: int,
 
 
 def _render_reports(campaign: Campaign, items: list[Item], max_size: int,
-                    problems: list[tuple[Any, str, str, str]],
+                    problems: list[Problem],
                     skip: list[tuple[Item, str]]) -> None:
     """The rows of a campaign with report data, in this process: its keyed charts are left as
     placeholders, drawn in worker processes once, then put into the kept messages."""
@@ -164,7 +162,7 @@ def _render_reports(campaign: Campaign, items: list[Item], max_size: int,
             check_one(campaign, it, r, max_size, advised, problems, skip, keep=False)
 
 
-def render_one(campaign: Campaign, it: Item, problems: list[tuple[Any, str, str, str]]
+def render_one(campaign: Campaign, it: Item, problems: list[Problem]
                 ) -> Rendered | None:
     """The item's message parts with its own unsubscribe link (not kept on the item: the link
     and headers are made again when it is sent, :func:`build`)."""
@@ -174,25 +172,25 @@ def render_one(campaign: Campaign, it: Item, problems: list[tuple[Any, str, str,
                                         default_footer=campaign.footer,
                                         default_footer_html=campaign.footer_html)
     except TemplateError as err:
-        problems.append((it.row, err.field or "", str(err), "error"))
+        problems.append(Problem(it.row, err.field or "", str(err), "error"))
         return None
 
 
 def check_one(campaign: Campaign, it: Item, r: Rendered, max_size: int,
-               advised: set[tuple[str, str]], problems: list[tuple[Any, str, str, str]],
+               advised: set[tuple[str, str]], problems: list[Problem],
                skip: list[tuple[Item, str]], *, keep: bool) -> None:
     found = check_rendered(r, it.row, max_size, advised, campaign.empty)
     problems.extend(found)
-    if any(p[3] == "skip" for p in found):
+    if any(p.severity == "skip" for p in found):
         skip.append((it, EMPTY_REPORT + ", ".join(r.empty)))
     elif keep:
         it.rendered = r
 
 
-def _raise_problems(problems: list[tuple[Any, str, str, str]]) -> None:
-    for _, _, advice, _ in (p for p in problems if p[3] == "warning"):
+def _raise_problems(problems: list[Problem]) -> None:
+    for _, _, advice, _ in (p for p in problems if p.severity == "warning"):
         say(f"warning: {advice}")
-    errors = [p for p in problems if p[3] == "error"]
+    errors = [p for p in problems if p.severity == "error"]
     if errors:
         frame = pd.DataFrame(errors, columns=["row", "field", "error", "severity"])
         shown = "\n".join(f"  {e}" for e in frame["error"].head(10))

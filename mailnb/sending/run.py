@@ -17,11 +17,10 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 from ..config.targets import Target
 from ..errors import AuthenticationError, JournalError, RelayError, TemplateError, TLSError
-from ..journal.base import HOLD_BATCH, Claim, Journal
+from ..journal.base import HOLD_BATCH, Claim, Journal, Outcome
 from ..transports.base import Connection
 from ..transports.outcome import Delivery, Envelope
 from ..transports.pickup import Backup
@@ -257,8 +256,8 @@ class Run:
             self.prepare(item)
             return True
         except (TemplateError, OSError) as err:
-            self.commits.later(dict(campaign=self.campaign.name, key=item.key, run_id=self.run_id,
-                                    status="failed", reply=str(err), attempt=False))
+            self.commits.later(Outcome(self.campaign.name, item.key, self.run_id, "failed",
+                                       reply=str(err), attempt=False))
             self.stats.failed += 1
             self.gate.give_back(item)
             return False
@@ -287,9 +286,8 @@ class Run:
             result = await conn.send(item.envelope_from or "", item.address, item.data or b"",
                                      smtputf8=item.smtputf8, handover=handover)
         except (AuthenticationError, TLSError, RelayError) as err:
-            self.commits.later(dict(campaign=self.campaign.name, key=item.key,
-                                    run_id=self.run_id, status="pending", code=err.code,
-                                    reply=str(err), attempt=False))
+            self.commits.later(Outcome(self.campaign.name, item.key, self.run_id, "pending",
+                                       code=err.code, reply=str(err), attempt=False))
             self.fatal = err
             self.halt(f"stopped: {err}")
             return None
@@ -335,11 +333,14 @@ class Run:
         self.halt(f"stopped: {err}")
 
     # -- record ------------------------------------------------------------------------------------
-    def handle(self, item: Item, result: Delivery) -> dict[str, Any]:
+    def handle(self, item: Item, result: Delivery) -> Outcome:
         """Count the outcome and return what the journal must record for it."""
-        outcome = dict(campaign=self.campaign.name, key=item.key, run_id=self.run_id,
-                       code=result.code, reply=result.reply, message_id=item.message_id,
-                       account=self.target.account)
+        message_id = item.message_id
+
+        def outcome(status: str) -> Outcome:
+            return Outcome(self.campaign.name, item.key, self.run_id, status, code=result.code,
+                           reply=result.reply, message_id=message_id,
+                           account=self.target.account)
         if result.status == "sent":
             self.connect_failures = 0
             self._final(item, "sent")
@@ -347,10 +348,10 @@ class Run:
                 self.backup.save(item.data, campaign=self.campaign.name,
                                  subject=item.rendered.subject, recipient=item.address)
             spent(item)
-            return {**outcome, "status": "sent"}
+            return outcome("sent")
         if result.status == "failed":
             self._final(item, "failed")
-            return {**outcome, "status": "failed"}
+            return outcome("failed")
         self.gate.observe(item, result)             # a temporary failure
         if result.code is None and result.reply.startswith("cannot talk"):
             self.connect_failures += 1
@@ -364,7 +365,7 @@ class Run:
             self._final(item, "deferred")
         if self.connect_failures > self.retries:
             self.halt(f"relay unavailable: {result.reply}")
-        return {**outcome, "status": "deferred"}
+        return outcome("deferred")
 
     def _final(self, item: Item, status: str) -> None:
         """Count an item's final outcome of this run (its retries end), and free what it held."""
