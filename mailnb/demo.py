@@ -70,7 +70,7 @@ def run_demo(output: Path, *, keep_sink: bool = False) -> int:
         papermill.execute_notebook(
             str(notebook_path("campaign")), str(out_nb), cwd=str(output), progress_bar=False,
             kernel_manager_class=quiet_kernel_manager(),
-            parameters={"profile": "demo", "campaign": CAMPAIGN, "dry_run": False,
+            parameters={"profile": "demo", "campaign": CAMPAIGN, "dry_run": False, "sample": True,
                         "new_journal": True, "results": str(results)})
         captured_now = sink.count
     with SQLiteJournal(journal_path) as j:

@@ -10,6 +10,7 @@ in one place, :meth:`Job.settings`.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,9 +28,9 @@ from .audience.recipients import (
 )
 from .compose.templates import Template
 from .config.options import SendOptions, closest, from_profile
-from .config.profile import Profile
+from .config.profile import PROFILE_ENV, Profile, list_profiles
 from .config.registry import JOB, PROFILE, SETTINGS, settings_fields
-from .config.targets import Relay
+from .config.targets import Nowhere, Relay
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError, RecipientError, alt, arg, flag_name
 from .journal.open import open_journal
@@ -90,7 +91,7 @@ class Job:
         if isinstance(prof, Profile):
             base = prof
         elif prof or not (self.host or self.pickup or self.transport in ("graph", "direct")):
-            base = Profile.load(prof or None)
+            base = self._dry_run_profile() if self._plans_only(prof) else Profile.load(prof or None)
         else:
             base = Profile(name="command-line", requires_auth=bool(self.username))
         keys = {f.name for f in fields(Profile)}
@@ -100,6 +101,17 @@ class Job:
             given["port"] = 0          # another host: its port follows the security
         return replace(base, **given)
 
+    def _plans_only(self, prof: Any) -> bool:
+        """A dry run that names no profile, where the default profile does not exist: it plans
+        without one (it needs no relay)."""
+        default = os.environ.get(PROFILE_ENV) or "default"
+        return bool(self.dry_run) and not prof and default not in list_profiles()
+
+    def _dry_run_profile(self) -> Profile:
+        print("mailnb: no profile: a dry run plans without a relay (a send needs one: "
+              f"{arg('profile', 'work')} or {arg('host', 'smtp.example.org')})", flush=True)
+        return Profile(name="dry-run", requires_auth=False, from_addr="you@example.org")
+
     @functools.cached_property
     def journal_obj(self) -> Any:
         return open_journal(self.settings.journal or None, new=bool(self.new_journal),
@@ -108,9 +120,28 @@ class Job:
     # -- the steps -----------------------------------------------------------------------------
     @property
     def uses_sample(self) -> bool:
-        """No recipients given: the bundled sample participants (and their unsubscribes)."""
-        return self.recipients is None or (isinstance(self.recipients, str)
-                                           and not self.recipients.strip())
+        """No recipients given, and the bundled sample participants (and their unsubscribes)
+        stand in for them (:meth:`_sample_stands_in`)."""
+        return _not_given(self.recipients) and self._sample_stands_in()
+
+    def _check_inputs(self) -> None:
+        """What a send needs from the user, checked before any file is read or written."""
+        if any(_not_given(getattr(self, n)) for n in ("recipients", "template")):
+            self._sample_stands_in()
+
+    def _sample_stands_in(self) -> bool:
+        """The bundled sample stands in for the recipients or the template not given only with
+        ``sample=True`` or in a dry run: a send through a relay with either missing is an error
+        that names it, never the sample mailed to the relay by a forgotten flag."""
+        if self.sample or (self.sample is None and self.dry_run):
+            return True
+        missing = [n for n in ("recipients", "template") if _not_given(getattr(self, n))]
+        raise ConfigError(
+            f"no {' and no '.join(missing)} given, so nothing to send: give "
+            + " and ".join(arg(n, {"recipients": "people.csv", "template": "invite/"}[n])
+                           for n in missing)
+            + f". The bundled sample is for trying mailnb out: {arg('dry_run')} shows it, "
+            f"{arg('sample')} sends it (mailnb demo sends it to a capture server)")
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
@@ -122,6 +153,9 @@ class Job:
         else:
             df = read_table(SAMPLE_RECIPIENTS if self.uses_sample else self.recipients,
                             encoding=self.encoding or None)
+            if self.uses_sample:
+                print(f"mailnb: no recipients given: the bundled sample participants "
+                      f"({SAMPLE_RECIPIENTS})", flush=True)
         if self.follow_up:
             df = self._with_responded(df)
         elif "responded" in (self.follow_up_filter or ""):
@@ -185,8 +219,12 @@ class Job:
         if isinstance(self.template, Template):
             return self.template
         column = self.attachment_column or self.settings.attachment_column or None
-        return Template.from_folder(self.template or SAMPLE_TEMPLATE,
-                                    **({"attachment_column": column} if column else {}))
+        folder = self.template
+        if _not_given(folder) and self._sample_stands_in():
+            print(f"mailnb: no template given: the bundled sample template ({SAMPLE_TEMPLATE})",
+                  flush=True)
+            folder = SAMPLE_TEMPLATE
+        return Template.from_folder(folder, **({"attachment_column": column} if column else {}))
 
     @functools.cached_property
     def data_obj(self) -> dict[str, Any]:
@@ -218,8 +256,12 @@ class Job:
                                      data=self.data_obj, empty=self.empty or None)
 
     def relay(self) -> Any:
-        """Where the mail goes: the SMTP relay, Microsoft Graph, each domain's MX or a folder."""
-        return self.settings.transport_target()
+        """Where the mail goes: the SMTP relay, Microsoft Graph, each domain's MX or a folder;
+        a dry run that names none plans without one."""
+        s = self.settings
+        if self.dry_run and not (s.host or s.pickup or s.transport != "smtp"):
+            return Nowhere()
+        return s.transport_target()
 
     def preview(self, n: int = 3) -> Any:
         return self.template_obj.preview(self.audience, n=n, context=self.campaign_obj.data)
@@ -240,6 +282,7 @@ class Job:
 
     def send_test(self, to: str | None = None, rows: int | None = None) -> pd.DataFrame:
         """The first messages exactly as they will go out, to ``to`` only, marked [TEST]."""
+        self._check_inputs()
         address = to or self.test_to
         if not address:
             raise ConfigError("a test send needs your address: "
@@ -261,6 +304,7 @@ class Job:
 
     def send(self) -> pd.DataFrame:
         """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""
+        self._check_inputs()
         try:
             self._result = send(self.campaign_obj, self.relay(), **self.send_options())
         except PreflightError as err:
@@ -290,6 +334,7 @@ class Job:
     def run(self) -> pd.DataFrame:
         """Every step in a row (what ``mailnb send`` does): the audience, then a test send if
         ``test_to`` is given (and nothing else), else the send and the results file."""
+        self._check_inputs()
         print(f"mailnb: {self.audience.summary()}", flush=True)
         if self.test_to:
             out = self.send_test()
@@ -337,6 +382,10 @@ def settings_table() -> str:
         rows.append(f"| `{s.name}` | {'yes' if PROFILE in s.doors else ''} | "
                     f"{'yes' if job else ''} | {flag} | {api} | {s.help} |")
     return "\n".join(rows) + "\n"
+
+
+def _not_given(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 __all__ = ["Job", "settings_table"]

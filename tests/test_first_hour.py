@@ -112,3 +112,64 @@ def test_a_rate_below_one_an_hour_is_questioned():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mailnb.Pacing.build(rate="2/h")
+
+
+# -- issue 29: a forgotten flag never sends the wrong mail --------------------------------------------
+def _send_cli(tmp_path, config_dir, *args):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MAILNB_CONFIG_DIR": str(config_dir)}
+    return subprocess.run([sys.executable, "-m", "mailnb.cli", "send", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_forgotten_flag_never_sends_the_sample(tmp_path, smtp, config_dir):
+    """A send through a relay the user named, with no recipients or no template, is an error that
+    names the missing flag (the argument in Python); nothing is sent, nothing journaled. The
+    bundled sample goes out only when asked for (--sample / sample=True)."""
+    tpl = tmp_path / "mine"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("Our real news, {{ first_name }}")
+    (tpl / "body.txt").write_text("x")
+    relay = ["--campaign", "X", "--from", "news@example.org", "--host", "127.0.0.1", "--port",
+             str(smtp.port), "--security", "none", "--journal", str(tmp_path / "j.sqlite"),
+             "--new-journal"]
+    r = _send_cli(tmp_path, config_dir, *relay, "--template", str(tpl))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no recipients given" in r.stderr and "--recipients people.csv" in r.stderr
+    assert "--sample" in r.stderr and "--template" not in r.stderr
+    (tmp_path / "x.csv").write_text("email,first_name\nada@example.org,Ada\n")
+    r = _send_cli(tmp_path, config_dir, *relay, "--recipients", str(tmp_path / "x.csv"))
+    assert r.returncode == 1 and "no template given" in r.stderr and "--template invite/" in r.stderr
+    r = _send_cli(tmp_path, config_dir, *relay)
+    assert "no recipients and no template given" in r.stderr
+    assert smtp.recorder.messages == [] and not (tmp_path / "j.sqlite").exists()
+    job = mailnb.Job(campaign="X", template=str(tpl), from_addr="news@example.org",
+                     host="127.0.0.1", port=smtp.port, security="none",
+                     journal=str(tmp_path / "p.sqlite"), new_journal=True, progress=False)
+    with pytest.raises(mailnb.ConfigError, match=r"recipients='people\.csv'.*sample=True"):
+        job.send()
+    assert smtp.recorder.messages == []
+    r = _send_cli(tmp_path, config_dir, *relay, "--sample")
+    assert r.returncode == 0, r.stderr
+    assert "the bundled sample participants" in r.stdout and len(smtp.recorder.messages) == 8
+
+
+def test_a_dry_run_needs_no_relay_or_profile(tmp_path, config_dir):
+    """No profile saved, no relay named: a dry run still plans (on the sample when nothing is
+    given), in Python, on the command line and in the campaign notebook as it opens."""
+    result = mailnb.Job(campaign="try", dry_run=True, journal=str(tmp_path / "a.sqlite"),
+                        new_journal=True, progress=False).send()
+    assert result.attrs["summary"]["dry_run"] and (result["status"] == "would send").sum() == 8
+    r = _send_cli(tmp_path, config_dir, "--campaign", "try", "--dry-run", "--journal",
+                  str(tmp_path / "b.sqlite"), "--new-journal")
+    assert r.returncode == 0, r.stderr
+    assert "DRY RUN" in r.stdout and "no relay (a dry run needs none)" in r.stdout
+    assert not (tmp_path / "b.sqlite").exists()            # a dry run writes no journal
+    from pathlib import Path
+
+    import papermill
+    notebook = Path(__file__).parent.parent / "notebooks" / "campaign.ipynb"
+    papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
+                               progress_bar=False, kernel_name="python3",
+                               parameters={"journal": str(tmp_path / "c.sqlite"),
+                                           "new_journal": True})
+    assert "DRY RUN" in (tmp_path / "out.ipynb").read_text()

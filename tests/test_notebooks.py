@@ -210,7 +210,7 @@ def test_campaign_notebook_sends_a_test_first(smtp, tmp_path, config_dir):
     Profile(name="t", host="127.0.0.1", port=smtp.port, security="none", requires_auth=False,
             from_addr="team@example.org", journal=str(tmp_path / "j.sqlite")).save()
     out = run("campaign", tmp_path / "test.ipynb", profile="t", campaign="nb-test-first",
-              dry_run=False, new_journal=True, test_to="me@example.org", test_rows=2)
+              dry_run=False, sample=True, new_journal=True, test_to="me@example.org", test_rows=2)
     assert [m.rcpt_tos for m in smtp.recorder.messages] == [["me@example.org"]] * 2
     assert all(b"Subject: [TEST] " in m.data for m in smtp.recorder.messages)
     assert "[TEST]" in out and "SUMMARY" not in out          # the campaign itself is not sent

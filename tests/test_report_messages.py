@@ -248,7 +248,7 @@ def test_report_data_from_the_command_line_and_a_notebook(smtp, tmp_path, config
 def test_the_sample_report_charts_each_participant_s_rows_from_files_alone(smtp, tmp_path,
                                                                            config_dir):
     from mailnb.demo import SAMPLE_REPORT_TEMPLATE, SAMPLE_RESULTS
-    job = mailnb.Job(campaign="results", template=SAMPLE_REPORT_TEMPLATE,
+    job = mailnb.Job(campaign="results", template=SAMPLE_REPORT_TEMPLATE, sample=True,
                      data={"results": SAMPLE_RESULTS}, host="127.0.0.1", port=smtp.port,
                      security="none", from_addr="study@example.org", from_name="Study team",
                      journal=str(tmp_path / "j.sqlite"), new_journal=True, progress=False)

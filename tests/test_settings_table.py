@@ -31,6 +31,7 @@ EFFECTS = {
     # the campaign's inputs
     "campaign": "test_sender.py::test_resume_sends_only_new_rows",
     "recipients": "test_pipeline.py::test_results_list_every_input_row_with_the_reason",
+    "sample": "test_first_hour.py::test_a_forgotten_flag_never_sends_the_sample",
     "template": "test_notebooks.py::test_campaign_twice_sends_once_and_leaks_no_password",
     "profile": "test_pipeline.py::test_alternate_from_from_profile_notebook_parameter_and_cli",
     "email_column": HERE,

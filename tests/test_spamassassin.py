@@ -51,7 +51,7 @@ def check(name: str, messages: list[bytes], home) -> None:
 
 
 def test_the_demo_campaign_scores_below_one(smtp, tmp_path):
-    job = mailnb.Job(campaign="demo", host="127.0.0.1", port=smtp.port, security="none",
+    job = mailnb.Job(campaign="demo", sample=True, host="127.0.0.1", port=smtp.port, security="none",
                      journal=str(tmp_path / "j.sqlite"), new_journal=True, from_addr="research@example.org",
                      progress=False)
     job.send()

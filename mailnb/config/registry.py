@@ -87,9 +87,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("campaign", str, None, J, "campaign", "campaign name: the journal's key; the same name "
        "resumes, never resends", notebook="my-campaign"),
     _s("recipients", object, None, J, "campaign", "CSV, TSV, Excel or Parquet file (or a "
-       "DataFrame); empty: the sample", notebook=""),
+       "DataFrame); required to send (a dry run shows the sample)", notebook=""),
     _s("template", object, None, J, "message", "template folder (subject.txt, body.txt, "
-       "body.html) or a Template; empty: the sample", notebook=""),
+       "body.html) or a Template; required to send (a dry run shows the sample)", notebook=""),
+    _s("sample", bool, None, J, "campaign", "the bundled sample participants and template "
+       "where none are given, also when sending (what mailnb demo does)"),
     _s("profile", object, None, J, "relay", "a saved profile (relay, From, pacing); default "
        "$MAILNB_PROFILE"),
     _s("email_column", str, None, J, "campaign", "the column that holds the addresses (default "

@@ -446,6 +446,23 @@ class Direct:
 # -- profiles ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Nowhere:
+    """No relay at all: what a dry run without one plans against. Nothing can be sent to it."""
+
+    transport: ClassVar[str] = "none"
+
+    @property
+    def account(self) -> str:
+        return "nowhere"
+
+    def validate(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return "no relay (a dry run needs none)"
+
+
 class Target(Protocol):
     """Where a run's mail goes: what every target says of itself. ``transport`` names the
     transport that sends to it (:mod:`mailnb.transports.base`)."""
@@ -464,11 +481,11 @@ class Target(Protocol):
 
 #: the target types by transport name; :func:`mailnb.transports.base.register` adds to it
 TARGET_TYPES: dict[str, type[Any]] = {"smtp": Relay, "pickup": Pickup, "graph": Graph,
-                                      "direct": Direct}
+                                      "direct": Direct, "none": Nowhere}
 def add_target_type(name: str, kind: type[Any]) -> None:
     TARGET_TYPES[name] = kind
 
 
 def transport_names() -> list[str]:
     """The ``transport`` setting's values (a pickup folder is its own setting)."""
-    return [name for name in TARGET_TYPES if name != "pickup"]
+    return [name for name in TARGET_TYPES if name not in ("pickup", "none")]

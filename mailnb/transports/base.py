@@ -66,7 +66,8 @@ class Transport:
 
 _REGISTRY: dict[str, Transport] = {}
 #: the built-in transports, by name: the module that registers each, imported on first use
-BUILTIN = {"smtp": "smtp", "pickup": "pickup", "graph": "graph", "direct": "direct"}
+BUILTIN = {"smtp": "smtp", "pickup": "pickup", "graph": "graph", "direct": "direct",
+           "none": "nowhere"}
 
 
 def register(transport: Transport) -> None:
