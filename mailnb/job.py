@@ -33,6 +33,7 @@ from .config.registry import JOB, PROFILE, SETTINGS, settings_fields
 from .config.targets import Nowhere, Relay
 from .demo import SAMPLE_RECIPIENTS, SAMPLE_TEMPLATE, SAMPLE_UNSUBSCRIBES
 from .errors import ConfigError, PreflightError, RecipientError, alt, arg, flag_name
+from .journal.base import Journal
 from .journal.open import open_journal
 from .journal.privacy import forgotten
 from .sending.campaign import Campaign
@@ -113,7 +114,7 @@ class Job:
         return Profile(name="dry-run", requires_auth=False, from_addr="you@example.org")
 
     @functools.cached_property
-    def journal_obj(self) -> Any:
+    def journal_obj(self) -> Journal:
         return open_journal(self.settings.journal or None, new=bool(self.new_journal),
                             create=not self.dry_run)
 

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigError, arg
+from ..journal.base import BounceStore, Journal, JournalLike
 from ..journal.open import open_journal
 from .classify import HARD, REASONS, classify, find_command, find_reply_code, find_status, is_hard
 from .mailbox import Mailbox, Session
@@ -60,7 +61,7 @@ def content_id(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def read_report(raw: bytes, journal: Any) -> list[Bounce]:
+def read_report(raw: bytes, journal: BounceStore) -> list[Bounce]:
     """The report's bounces, matched by VERP where the text names nobody. Never raises: an
     odd message is stored as unparsable, for review."""
     try:
@@ -77,7 +78,8 @@ def read_report(raw: bytes, journal: Any) -> list[Bounce]:
     return found
 
 
-def read_reply_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[Bounce]:
+def read_reply_message(raw: bytes, journal: BounceStore,
+                       secret: bytes | None = None) -> list[Bounce]:
     """A person's reply as a record: matched to the message it answers (In-Reply-To,
     References), else to the latest message sent to its sender; an unsubscribe request (by
     words or by the mailto: link's token) names whom to unsubscribe. A reply that matches nothing
@@ -101,7 +103,8 @@ def read_reply_message(raw: bytes, journal: Any, secret: bytes | None = None) ->
                    campaign=campaign)]
 
 
-def read_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[Bounce]:
+def read_message(raw: bytes, journal: BounceStore,
+                 secret: bytes | None = None) -> list[Bounce]:
     """Whatever arrived: a report from a mail system (bounce, complaint, success, auto-reply) or
     a person's reply. Both mailboxes (bounces, replies) are read alike, so a reply in the bounce
     folder or a bounce in the replies folder is still recorded for what it is."""
@@ -118,7 +121,7 @@ def read_message(raw: bytes, journal: Any, secret: bytes | None = None) -> list[
 
 
 def process_bounces(profile: Any, *, folder: str | None = None, since: str | None = None,
-                    threshold: int | None = None, journal: Any = None, mailbox: Any = None,
+                    threshold: int | None = None, journal: JournalLike = None, mailbox: Any = None,
                     window_days: float = 30.0, grace_days: float = 3.0) -> pd.DataFrame:
     """Read the bounce mailbox, record each report in the journal and the suppressions it
     triggers, then mark it processed. Returns one row per report recipient of the reports new to
@@ -135,7 +138,7 @@ def process_bounces(profile: Any, *, folder: str | None = None, since: str | Non
 
 
 def process_replies(profile: Any, *, folder: str | None = None, since: str | None = None,
-                    journal: Any = None, mailbox: Any = None) -> pd.DataFrame:
+                    journal: JournalLike = None, mailbox: Any = None) -> pd.DataFrame:
     """Read the replies mailbox (the profile's ``replies_folder``, on the bounce mailbox's
     server, as ``replies_username`` if that is another account): requests to stop become
     unsubscribes (global, or per campaign by the profile's ``exclusion_policy``), answers and
@@ -155,7 +158,7 @@ def process_replies(profile: Any, *, folder: str | None = None, since: str | Non
 
 
 def process_mailbox(profile: Any, mb: Mailbox, *, since: str | None = None,
-                    threshold: int | None = None, journal: Any = None,
+                    threshold: int | None = None, journal: JournalLike = None,
                     window_days: float = 30.0, grace_days: float = 3.0) -> pd.DataFrame:
     """Read one mailbox folder: each message stored (with the suppression or unsubscribe it
     triggers) before it is flagged or moved."""
@@ -204,7 +207,7 @@ def summary_line(found: pd.DataFrame) -> str:
             "suppressed")
 
 
-def apply_threshold(journal: Any, addresses: Iterable[str], *, threshold: int = 3,
+def apply_threshold(journal: Journal, addresses: Iterable[str], *, threshold: int = 3,
                     window_days: float = 30.0, grace_days: float = 3.0) -> set[str]:
     """Suppress each address whose hard bounces reach 1, or whose soft bounces since its last
     successful delivery reach ``threshold`` within ``window_days``. A delivery counts as successful
