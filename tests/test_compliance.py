@@ -283,3 +283,23 @@ def test_cli_unsubscribes_from_hits(tmp_path, config_dir):
     with SQLiteJournal(tmp_path / "j.sqlite") as j:
         assert j.unsubscribes().match("a@example.com", "spring", policy="campaign") is not None
         assert j.unsubscribes().match("a@example.com", "autumn", policy="campaign") is None
+
+
+def test_list_unsubscribe_stays_a_link_for_an_internationalised_address():
+    """An SMTPUTF8 message (an internationalised recipient) carries the same List-Unsubscribe as
+    an ASCII one: URIs in angle brackets, folded at the comma, never RFC 2047 encoded words that
+    no mail program reads as a link (RFC 2369, RFC 6532, RFC 8058)."""
+    from mailnb.sending.message import build
+    c = campaign(people(addresses=["jörg@exämple.de", "ann@example.org"]), name="idn")
+    c.unsubscribe = Unsubscribe(url="https://example.org/u?t={token}")
+    for it in c.recipients():
+        data, _, _ = build(c, it)
+        head = data.split(b"\r\n\r\n")[0].decode("utf-8")
+        raw = head[head.index("List-Unsubscribe:"):].split("\r\nList-Unsubscribe-Post")[0]
+        assert "=?" not in raw and all(len(line) <= 998 for line in raw.split("\r\n"))
+        msg = email.message_from_bytes(data, policy=policy.SMTPUTF8)
+        links = [u.strip(" <>") for u in str(msg["List-Unsubscribe"]).split(",")]
+        assert links[0].startswith("mailto:") and links[1].startswith("https://example.org/u?t=")
+        token = links[1].split("?t=")[1]
+        assert verify_token(SECRET, token) == (it.address, "idn")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

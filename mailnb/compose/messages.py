@@ -41,7 +41,10 @@ RESERVED_HEADERS = {"from", "to", "subject", "date", "message-id", "reply-to", "
 CAMPAIGN_HEADER = "X-Mailnb-Campaign"
 
 _SMTP = email_policy.SMTP
-_SMTPUTF8 = email_policy.SMTPUTF8
+#: headers set raw (already folded) are written as they are: the stdlib would turn a line it
+#: cannot fold (a long List-Unsubscribe URI) into RFC 2047 encoded words, which no mail program
+#: reads as a link (RFC 2369, RFC 8058)
+_SMTPUTF8 = email_policy.SMTPUTF8.clone(refold_source="none")
 
 
 def make_message_id(domain: str) -> str:
@@ -75,9 +78,13 @@ def list_id(campaign: str, from_addr: str) -> str:
 
 def _set_text(msg: EmailMessage, name: str, value: str) -> None:
     """Set an unstructured header. Text that looks like an RFC 2047 encoded word (``=?...?=``) is
-    itself encoded, so readers show the characters the row had instead of decoding them."""
+    itself encoded, so readers show the characters the row had instead of decoding them. ASCII
+    text is folded at its spaces as the ASCII messages' headers are (:func:`_unstructured`), so
+    a URI in List-Unsubscribe stays a URI in every message."""
     if "=?" in value:
         msg.set_raw(name, Header(value, "utf-8", header_name=name).encode(linesep="\r\n"))
+    elif value.isascii():
+        msg.set_raw(name, _unstructured(name, value)[len(name) + 2:])
     else:
         msg[name] = value
 
