@@ -183,6 +183,9 @@ class RelayForm(_Form):
         self.note = W.HTML(layout=W.Layout(width="100%"))
         self.test_to = W.Text(description="Test to", placeholder="you@example.org", style=_WIDE)
         super().__init__(profile)
+        port = self.inputs["port"]
+        if not port.value:     # 0 means the security's port: the form shows that port, not 0
+            port.value = DEFAULT_PORTS.get(self.inputs["security"].value, 587)
         self.provider.value = self.profile.provider if self.profile.provider in PRESETS else "custom"
         self.provider.observe(lambda _: self.use_preset(), names="value")
         self.inputs["security"].observe(self._security_changed, names="value")

@@ -160,3 +160,16 @@ def test_clearing_the_password_field_forgets_the_password(config_dir):
     assert form.password.secret is None
     form.password.set("another-one")
     assert form.password.secret.reveal() == "another-one"
+
+
+def test_relay_form_shows_the_port_it_will_use(config_dir):
+    """A new profile's port is 0, "the security's port": the form shows that port (587 for
+    STARTTLS, 465 for TLS), checked, never a 0 with a green mark."""
+    form = widgets.relay_form("fresh")
+    assert form.inputs["port"].value == 587 and ">ok<" in form.checks["port"].value
+    form = widgets.relay_form(Profile(name="tls", host="smtp.example.org", security="tls"))
+    assert form.inputs["port"].value == 465 and form.profile.port == 465
+    form = widgets.relay_form(Profile(name="own", host="smtp.example.org", port=2525,
+                                      security="none"))
+    assert form.inputs["port"].value == 2525               # a port of the user's own stays
+
