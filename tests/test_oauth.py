@@ -298,6 +298,35 @@ def test_identity_provider_urls_are_https_or_loopback_http():
                                         oauth_authority="http://10.1.2.3/t").problems()
     for fine in ("https://idp.example.org/t", "http://127.0.0.1:8080/t", "http://127.5.0.1/t"):
         assert "oauth_authority" not in Profile(auth="oauth2", oauth_client_id="x",
+                                                oauth_provider="google",
                                                 oauth_authority=fine).problems()
+    # msal takes https only: plain http, even on loopback, is said before any sign-in (issue 29)
+    assert "oauth_authority" not in Profile(auth="oauth2", oauth_client_id="x",
+                                            oauth_authority="https://127.0.0.1:8080/t").problems()
+    problem = Profile(auth="oauth2", oauth_client_id="x",
+                      oauth_authority="http://127.0.0.1:8080/t").problems()["oauth_authority"]
+    assert "must be https://" in problem and "msal" in problem
     assert "graph_url" in Profile(graph_url="http://graph.example.org/v1.0").problems()
     assert "oauth_client_id" in Profile(auth="oauth2").problems()
+
+
+def test_an_http_microsoft_authority_is_a_clear_error_in_every_door(tmp_path, config_dir):
+    """`--oauth-authority http://127.0.0.1:...` once ended in msal's ValueError as an
+    'unexpected error'; now the settings' check says https, in the door's words, and nothing is
+    signed in or sent."""
+    import subprocess
+    import sys
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MAILNB_CONFIG_DIR": str(config_dir)}
+    r = subprocess.run([sys.executable, "-m", "mailnb.cli", "send", "--campaign", "c", "--sample",
+                        "--host", "127.0.0.1", "--port", "9", "--username", "me@example.org",
+                        "--from", "me@example.org", "--auth", "oauth2", "--oauth-client-id", "x",
+                        "--oauth-authority", "http://127.0.0.1:9/tenant", "--journal",
+                        str(tmp_path / "j.sqlite"), "--new-journal"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "unexpected" not in r.stderr
+    assert "must be https://" in r.stderr and "msal" in r.stderr
+    with pytest.raises(mailnb.ConfigError, match="must be https://"):
+        mailnb.Job(campaign="c", sample=True, host="127.0.0.1", port=9, username="me@example.org",
+                   from_addr="me@example.org", auth="oauth2", oauth_client_id="x",
+                   oauth_authority="http://127.0.0.1:9/tenant",
+                   journal=str(tmp_path / "p.sqlite"), new_journal=True).send()

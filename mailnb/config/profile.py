@@ -156,7 +156,8 @@ class Profile:
                                           "organisation (needed for OAuth2)")
             if self.oauth_provider not in OAUTH_PROVIDERS:
                 out["oauth_provider"] = f"one of {', '.join(OAUTH_PROVIDERS)}"
-            if self.oauth_authority and (problem := url_problem(self.oauth_authority)):
+            if self.oauth_authority and (problem := url_problem(
+                    self.oauth_authority, loopback_http=self.oauth_provider != "microsoft")):
                 out["oauth_authority"] = problem
         return out
 

@@ -298,24 +298,28 @@ MICROSOFT_GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.Send",)
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 
 
-def check_url(url: str) -> None:
-    """An identity provider's URL must be https (http only on this machine, for tests)."""
+def check_url(url: str, *, loopback_http: bool = True) -> None:
+    """A service's URL must be https; plain http only on this machine (127.0.0.0/8, for tests)
+    and only where the client library takes it (``loopback_http``: msal takes https only)."""
     parts = urlparse(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname:
+    if parts.scheme == "http" and parts.hostname and loopback_http:
         try:
             if ipaddress.ip_address(parts.hostname).is_loopback:
                 return
         except ValueError:
             pass
-    raise ConfigError(f"the OAuth URL {url!r} must be https:// (plain http only for 127.0.0.0/8)")
+    if not loopback_http:
+        raise ConfigError(f"the sign-in URL {url!r} must be https://: Microsoft's sign-in "
+                          "library (msal) takes no other, not even on this machine")
+    raise ConfigError(f"the URL {url!r} must be https:// (plain http only for 127.0.0.0/8)")
 
 
-def url_problem(url: str) -> str | None:
-    """What is wrong with an identity provider's URL, for a form's field (None: nothing)."""
+def url_problem(url: str, *, loopback_http: bool = True) -> str | None:
+    """What is wrong with a service's URL, for a form's field (None: nothing)."""
     try:
-        check_url(url)
+        check_url(url, loopback_http=loopback_http)
     except ConfigError as err:
         return str(err)
     return None
@@ -352,7 +356,7 @@ class OAuth:
             raise ConfigError("OAuth2 needs the mailbox to sign in as: "
                               f"{arg('username', 'you@example.org')}")
         if self.authority:
-            check_url(self.authority)
+            check_url(self.authority, loopback_http=self.provider != "microsoft")
 
     @property
     def authority_url(self) -> str:
