@@ -473,7 +473,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .errors import door
     from .util.files import private_umask
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()          # `mailnb` alone: the commands and what each does
+        return 0
+    args = parser.parse_args(argv)
     with door("cli"), warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

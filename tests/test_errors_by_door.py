@@ -222,3 +222,14 @@ def test_a_full_disk_at_start_and_a_read_only_journal_say_so(tmp_path, smtp):
     assert "--journal other.sqlite" in err[0] and "Traceback" not in done.stderr
     assert len(smtp.recorder.messages) == 2
     assert states(tmp_path / "out" / "j.sqlite") == {"sent": 2, "pending": 3}
+
+
+def test_mailnb_alone_lists_its_commands(tmp_path):
+    """`mailnb` with no command shows every command with what it does (issue 29), exit 0."""
+    r = run_cli([], tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and r.stderr == ""
+    for command, does in (("send", "send a campaign"), ("history", "who got what, when"),
+                          ("demo", "run the sample campaign"), ("check", "check the relay")):
+        assert any(line.split()[:1] == [command] and does in line
+                   for line in r.stdout.splitlines()), command
+
