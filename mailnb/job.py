@@ -39,6 +39,7 @@ from .journal.privacy import forgotten
 from .sending.campaign import Campaign
 from .sending.front import send
 from .sending.preflight import check_campaign
+from .sending.progress import say
 from .sending.trial import send_test
 from .util.files import open_private
 
@@ -109,8 +110,8 @@ class Job:
         return bool(self.dry_run) and not prof and default not in list_profiles()
 
     def _dry_run_profile(self) -> Profile:
-        print("mailnb: no profile: a dry run plans without a relay (a send needs one: "
-              f"{arg('profile', 'work')} or {arg('host', 'smtp.example.org')})", flush=True)
+        say("no profile: a dry run plans without a relay (a send needs one: "
+            f"{arg('profile', 'work')} or {arg('host', 'smtp.example.org')})")
         return Profile(name="dry-run", requires_auth=False, from_addr="you@example.org")
 
     @functools.cached_property
@@ -337,6 +338,7 @@ class Job:
         ``test_to`` is given (and nothing else), else the send and the results file."""
         self._check_inputs()
         print(f"mailnb: {self.audience.summary()}", flush=True)
+        self._say_excluded()
         if self.test_to:
             out = self.send_test()
             print(f"mailnb: test: {len(out)} message(s) to {self.test_to}, "
@@ -346,6 +348,18 @@ class Job:
         if self.results:
             print(f"mailnb: results written to {self.write_results()}")
         return result
+
+    def _say_excluded(self, most: int = 20) -> None:
+        """The rows left out, each with its row, address and reason (the first ``most``), and
+        where to find them all."""
+        ex = self.audience.excluded
+        for idx, address, reason in zip(ex.index[:most], ex["address"][:most],
+                                        ex["reason"][:most]):
+            say(f"  excluded row {idx}: {address or '(no address)'}: {reason}")
+        if len(ex) > most:
+            say(f"  ... and {len(ex) - most} more; "
+                + alt("job.audience.excluded", f"{flag_name('results')} FILE")
+                + " lists every row with its reason")
 
     def close(self) -> None:
         if "journal_obj" in self.__dict__:

@@ -163,6 +163,8 @@ def test_a_dry_run_needs_no_relay_or_profile(tmp_path, config_dir):
                   str(tmp_path / "b.sqlite"), "--new-journal")
     assert r.returncode == 0, r.stderr
     assert "DRY RUN" in r.stdout and "no relay (a dry run needs none)" in r.stdout
+    assert "a send needs one: --profile work or --host smtp.example.org" in r.stdout
+    assert "\x1e" not in r.stdout                           # every fix phrased for the door
     assert not (tmp_path / "b.sqlite").exists()            # a dry run writes no journal
     from pathlib import Path
 
@@ -173,3 +175,24 @@ def test_a_dry_run_needs_no_relay_or_profile(tmp_path, config_dir):
                                parameters={"journal": str(tmp_path / "c.sqlite"),
                                            "new_journal": True})
     assert "DRY RUN" in (tmp_path / "out.ipynb").read_text()
+
+
+def test_the_command_line_lists_who_is_left_out_and_why(tmp_path, config_dir):
+    """The excluded rows are listed, not only counted: row, address and reason, the first 20,
+    then how to get them all (issue 29)."""
+    rows = ["email,first_name", "ok@example.org,Ok", "not-an-address,Bad", "ok@example.org,Again"]
+    rows += [f"x{i}@invalid,X" for i in range(25)]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "subject.txt").write_text("Hi {{ first_name }}")
+    (tpl / "body.txt").write_text("x")
+    r = _send_cli(tmp_path, config_dir, "--campaign", "c", "--dry-run", "--recipients",
+                  str(tmp_path / "p.csv"), "--template", str(tpl))
+    assert r.returncode == 0, r.stderr
+    listed = [ln for ln in r.stdout.splitlines() if "excluded row" in ln]
+    assert len(listed) == 20
+    assert "excluded row 1: not-an-address: invalid" in listed[0]
+    assert "excluded row 2: ok@example.org: duplicate" in listed[1]
+    assert "... and 7 more; --results FILE lists every row" in r.stdout
+
