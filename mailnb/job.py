@@ -93,7 +93,7 @@ class Job:
         if isinstance(prof, Profile):
             base = prof
         elif prof or not (self.host or self.pickup or self.transport in ("graph", "direct")):
-            base = self._dry_run_profile() if self._plans_only(prof) else Profile.load(prof or None)
+            base = _dry_run_profile() if _plans_only(self, prof) else Profile.load(prof or None)
         else:
             base = Profile(name="command-line", requires_auth=bool(self.username))
         keys = {f.name for f in fields(Profile)}
@@ -102,17 +102,6 @@ class Job:
         if self.host and self.port is None and base.host != self.host:
             given["port"] = 0          # another host: its port follows the security
         return replace(base, **given)
-
-    def _plans_only(self, prof: Any) -> bool:
-        """A dry run that names no profile, where the default profile does not exist: it plans
-        without one (it needs no relay)."""
-        default = os.environ.get(PROFILE_ENV) or "default"
-        return bool(self.dry_run) and not prof and default not in list_profiles()
-
-    def _dry_run_profile(self) -> Profile:
-        say("no profile: a dry run plans without a relay (a send needs one: "
-            f"{arg('profile', 'work')} or {arg('host', 'smtp.example.org')})")
-        return Profile(name="dry-run", requires_auth=False, from_addr="you@example.org")
 
     @functools.cached_property
     def journal_obj(self) -> Journal:
@@ -123,27 +112,8 @@ class Job:
     @property
     def uses_sample(self) -> bool:
         """No recipients given, and the bundled sample participants (and their unsubscribes)
-        stand in for them (:meth:`_sample_stands_in`)."""
-        return _not_given(self.recipients) and self._sample_stands_in()
-
-    def _check_inputs(self) -> None:
-        """What a send needs from the user, checked before any file is read or written."""
-        if any(_not_given(getattr(self, n)) for n in ("recipients", "template")):
-            self._sample_stands_in()
-
-    def _sample_stands_in(self) -> bool:
-        """The bundled sample stands in for the recipients or the template not given only with
-        ``sample=True`` or in a dry run: a send through a relay with either missing is an error
-        that names it, never the sample mailed to the relay by a forgotten flag."""
-        if self.sample or (self.sample is None and self.dry_run):
-            return True
-        missing = [n for n in ("recipients", "template") if _not_given(getattr(self, n))]
-        raise ConfigError(
-            f"no {' and no '.join(missing)} given, so nothing to send: give "
-            + " and ".join(arg(n, {"recipients": "people.csv", "template": "invite/"}[n])
-                           for n in missing)
-            + f". The bundled sample is for trying mailnb out: {arg('dry_run')} shows it, "
-            f"{arg('sample')} sends it (mailnb demo sends it to a capture server)")
+        stand in for them (:func:`_sample_stands_in`)."""
+        return _not_given(self.recipients) and _sample_stands_in(self)
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
@@ -222,7 +192,7 @@ class Job:
             return self.template
         column = self.attachment_column or self.settings.attachment_column or None
         folder = self.template
-        if _not_given(folder) and self._sample_stands_in():
+        if _not_given(folder) and _sample_stands_in(self):
             print(f"mailnb: no template given: the bundled sample template ({SAMPLE_TEMPLATE})",
                   flush=True)
             folder = SAMPLE_TEMPLATE
@@ -284,7 +254,7 @@ class Job:
 
     def send_test(self, to: str | None = None, rows: int | None = None) -> pd.DataFrame:
         """The first messages exactly as they will go out, to ``to`` only, marked [TEST]."""
-        self._check_inputs()
+        _check_inputs(self)
         address = to or self.test_to
         if not address:
             raise ConfigError("a test send needs your address: "
@@ -306,7 +276,7 @@ class Job:
 
     def send(self) -> pd.DataFrame:
         """Send (or, with dry_run, plan) the campaign; the result has a row per input row."""
-        self._check_inputs()
+        _check_inputs(self)
         try:
             self._result = send(self.campaign_obj, self.relay(), **self.send_options())
         except PreflightError as err:
@@ -336,9 +306,9 @@ class Job:
     def run(self) -> pd.DataFrame:
         """Every step in a row (what ``mailnb send`` does): the audience, then a test send if
         ``test_to`` is given (and nothing else), else the send and the results file."""
-        self._check_inputs()
+        _check_inputs(self)
         print(f"mailnb: {self.audience.summary()}", flush=True)
-        self._say_excluded()
+        _say_excluded(self.audience)
         if self.test_to:
             out = self.send_test()
             print(f"mailnb: test: {len(out)} message(s) to {self.test_to}, "
@@ -348,18 +318,6 @@ class Job:
         if self.results:
             print(f"mailnb: results written to {self.write_results()}")
         return result
-
-    def _say_excluded(self, most: int = 20) -> None:
-        """The rows left out, each with its row, address and reason (the first ``most``), and
-        where to find them all."""
-        ex = self.audience.excluded
-        for idx, address, reason in zip(ex.index[:most], ex["address"][:most],
-                                        ex["reason"][:most]):
-            say(f"  excluded row {idx}: {address or '(no address)'}: {reason}")
-        if len(ex) > most:
-            say(f"  ... and {len(ex) - most} more; "
-                + alt("job.audience.excluded", f"{flag_name('results')} FILE")
-                + " lists every row with its reason")
 
     def close(self) -> None:
         if "journal_obj" in self.__dict__:
@@ -397,6 +355,57 @@ def settings_table() -> str:
         rows.append(f"| `{s.name}` | {'yes' if PROFILE in s.doors else ''} | "
                     f"{'yes' if job else ''} | {flag} | {api} | {s.help} |")
     return "\n".join(rows) + "\n"
+
+
+def _plans_only(job: Job, prof: Any) -> bool:
+    """A dry run that names no profile, where the default profile does not exist: it plans
+    without one (it needs no relay)."""
+    default = os.environ.get(PROFILE_ENV) or "default"
+    return bool(job.dry_run) and not prof and default not in list_profiles()
+
+
+
+def _dry_run_profile() -> Profile:
+    say("no profile: a dry run plans without a relay (a send needs one: "
+        f"{arg('profile', 'work')} or {arg('host', 'smtp.example.org')})")
+    return Profile(name="dry-run", requires_auth=False, from_addr="you@example.org")
+
+
+
+def _check_inputs(job: Job) -> None:
+    """What a send needs from the user, checked before any file is read or written."""
+    if any(_not_given(getattr(job, n)) for n in ("recipients", "template")):
+        _sample_stands_in(job)
+
+
+
+def _sample_stands_in(job: Job) -> bool:
+    """The bundled sample stands in for the recipients or the template not given only with
+    ``sample=True`` or in a dry run: a send through a relay with either missing is an error
+    that names it, never the sample mailed to the relay by a forgotten flag."""
+    if job.sample or (job.sample is None and job.dry_run):
+        return True
+    missing = [n for n in ("recipients", "template") if _not_given(getattr(job, n))]
+    raise ConfigError(
+        f"no {' and no '.join(missing)} given, so nothing to send: give "
+        + " and ".join(arg(n, {"recipients": "people.csv", "template": "invite/"}[n])
+                       for n in missing)
+        + f". The bundled sample is for trying mailnb out: {arg('dry_run')} shows it, "
+        f"{arg('sample')} sends it (mailnb demo sends it to a capture server)")
+
+
+
+def _say_excluded(audience: Audience, most: int = 20) -> None:
+    """The rows left out, each with its row, address and reason (the first ``most``), and
+    where to find them all."""
+    ex = audience.excluded
+    for idx, address, reason in zip(ex.index[:most], ex["address"][:most],
+                                    ex["reason"][:most]):
+        say(f"  excluded row {idx}: {address or '(no address)'}: {reason}")
+    if len(ex) > most:
+        say(f"  ... and {len(ex) - most} more; "
+            + alt("job.audience.excluded", f"{flag_name('results')} FILE")
+            + " lists every row with its reason")
 
 
 def _not_given(value: Any) -> bool:
