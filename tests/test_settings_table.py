@@ -15,6 +15,7 @@ import sys
 from email import policy
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import papermill
 import pytest
@@ -167,6 +168,9 @@ def test_every_door_is_made_from_the_registry():
     nb = json.loads((ROOT / "notebooks" / "campaign.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     assert "".join(cell["source"]) == parameter_cell()
+    from papermill.translators import PythonTranslator  # papermill reads every parameter
+    read = PythonTranslator.inspect(nbformat.v4.new_code_cell("".join(cell["source"])))
+    assert [p.name for p in read] == [s.name for s in SETTINGS if "job" in s.doors]
     for cls, door in ((Job, "job"), (Profile, "profile"), (SendOptions, "send")):
         made = {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata}
         assert made == {s.name: s.help for s in SETTINGS if door in s.doors}, cls

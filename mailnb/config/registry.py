@@ -112,9 +112,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("follow_up_filter", str, None, J, "campaign", "who gets it: a pandas query on the "
        "recipients' table (with follow_up: also `not responded`)"),
     _s("attachment_column", str, "", PJ, "message", "the column of attachment paths"),
-    _s("data", object, None, J, "message", "data for report templates, name=file (CSV, TSV, "
-       "Excel, Parquet or an image); repeat for more. In Python a dict of names to files, "
-       "DataFrames, images or callables that take the row", notebook={}),
+    _s("data", object, None, J, "message", "data for report templates, each a name and a file "
+       "(CSV, TSV, Excel, Parquet or an image); repeat for more. In Python a dict of names to "
+       "files, DataFrames, images or callables that take the row", notebook={}),
     _s("empty", str, None, J, "message", "a row whose report selection is empty: error "
        "(default), skip or send", choices=("error", "skip", "send")),
     # -- the message
@@ -293,6 +293,8 @@ def parameter_cell() -> str:
              "parameters."]
     for s in in_door(JOB):
         value = f"{s.name} = {s.notebook!r}".replace("'", '"')
+        if "=" in s.help:           # papermill reads no line whose comment has one
+            raise ValueError(f"the help of {s.name!r} has '=': papermill cannot read it")
         lines.append(f"{value:<28} # {s.help}")
     return "\n".join(lines)
 
