@@ -42,6 +42,3 @@ class SQLStore:
 
     if TYPE_CHECKING:       # a role's SQL may use another role's (the journal has them all)
         def heartbeat(self, run_id: str) -> None: ...
-
-    def _secure_delete(self) -> None:
-        self.db.execute("PRAGMA secure_delete = ON")

@@ -78,8 +78,7 @@ def plan_send(campaign: Campaign, journal: Journal, pacing: Pacing, account: str
 
 
 def _announce(campaign: Campaign, target: Target, j: Journal, plan: Plan, pacing: Pacing,
-              dry_run: bool) -> None:
-    eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
+              eta: float, dry_run: bool) -> None:
     what = (f"campaign {campaign.name!r}: {plan.describe()}; {target.describe()}; "
             f"{pacing.describe()}; journal {j.location}")
     if pacing.daily_cap:
@@ -101,11 +100,14 @@ async def run_campaign(campaign: Campaign, target: Target, opts: SendOptions,
         plan = plan_send(campaign, j, pacing, target.account, resend_unknown=opts.resend_unknown)
         done = opts.preflight if isinstance(opts.preflight, Preflighted) else None
         plan.drop(preflight(campaign, plan.todo, opts.max_size or DEFAULT_MAX_SIZE, done=done))
-        _announce(campaign, target, j, plan, pacing, opts.dry_run)
+        # the schedule's end, once (offsets() makes a list a message)
+        eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
+        _announce(campaign, target, j, plan, pacing, eta, opts.dry_run)
         if opts.dry_run:
             return dry_run_frame(campaign, j, plan, pacing)
         stop = opts.stop if opts.stop is not None else Stop()
-        return await run_stage(campaign, target, j, plan, pacing, opts, stats or Stats(), stop)
+        return await run_stage(campaign, target, j, plan, pacing, opts, stats or Stats(), stop,
+                               eta=eta)
     finally:
         if j is not opts.journal:
             j.close()
@@ -113,13 +115,14 @@ async def run_campaign(campaign: Campaign, target: Target, opts: SendOptions,
 
 # -- stage 4: the run ------------------------------------------------------------------------------
 async def run_stage(campaign: Campaign, target: Target, j: Journal, plan: Plan, pacing: Pacing,
-                    opts: SendOptions, stats: Stats, stop: threading.Event) -> pd.DataFrame:
+                    opts: SendOptions, stats: Stats, stop: threading.Event, *,
+                    eta: float) -> pd.DataFrame:
+    """Claim, gate, send and record until nobody is left; ``eta``: seconds the schedule takes."""
     run_id, recovered = _start(campaign, target, j, plan, pacing)
     password = password_for(target)
     before_send = of(target).before_send
     if before_send is not None and plan.due:
         await before_send(target)
-    eta = pacing.offsets(len(plan.due))[-1] if plan.due else 0.0
     stats.total, stats.started = len(plan.due), time.time()
     stats.eta = time.time() + eta if eta else None
     progress = Progress(stats, opts.progress) if opts.progress else None
